@@ -20,7 +20,7 @@ from xstilts.config.schema import ExperimentConfig, QuickstartConfig
 from xstilts.experiments.fingerprint import hash_json, hash_tree
 from xstilts.experiments.run import make_progress, run_experiment
 from xstilts.experiments.store import ResultsStore, store_home
-from xstilts.models.tiny import build_tiny_model
+from xstilts.models.tiny import BUILDER_VERSION, build_tiny_model
 from xstilts.synthetic.generate import generate_benchmark
 from xstilts.tasks.registry import load_registry
 from xstilts.training.pretrain import pretrain_mlm
@@ -42,7 +42,7 @@ def prepare_data(cfg: QuickstartConfig, workdir: Path, console: Console) -> Path
 def prepare_models(cfg: QuickstartConfig, data: Path, workdir: Path, console: Console) -> tuple[Path, Path]:
     """(random-init model, MLM-pretrained model), each keyed by everything that shapes it."""
     texts = sorted((data / "mlm").glob("*.txt"))
-    corpus_key = hash_json([hash_tree(data / "mlm"), cfg.model.model_dump(), cfg.seed])[:12]
+    corpus_key = hash_json([hash_tree(data / "mlm"), cfg.model.model_dump(), cfg.seed, BUILDER_VERSION])[:12]
     initial = workdir / f"tiny-{corpus_key}"
     if not (initial / "config.json").exists():
         lines = [line for path in texts for line in path.read_text(encoding="utf-8").splitlines()]

@@ -16,16 +16,34 @@ from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 from xstilts.experiments.atomic import atomic_directory
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Bump when the same texts and sizes would build a different model (it is in cache keys).
+BUILDER_VERSION = 2
 
 
 def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A BERT-style WordPiece tokenizer trained on `texts` (built with `tokenizers`, not a slow class)."""
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    """A BERT-style WordPiece tokenizer trained on `texts` (built with `tokenizers`, not a slow class).
+
+    The same texts always give the same vocabulary. `tokenizers`' trainer numbers the
+    continuing-subword symbols ("##a") in hash-map order and breaks merge ties by those
+    numbers, so plain training differs from run to run (huggingface/tokenizers#1794); here
+    every such symbol is registered up front, in sorted order, and the trained vocabulary is
+    then loaded into a plain WordPiece model with only the real special tokens.
+    """
+    texts = list(texts)
+    normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    inner = {char for text in texts for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+             for char in word[1:]}
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + ["##" + char for char in sorted(inner)], min_frequency=1
+    )
+    draft = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    draft.normalizer, draft.pre_tokenizer = normalizer, pre_tokenizer
+    draft.train_from_iterator(texts, trainer=trainer)
+    tokenizer = Tokenizer(models.WordPiece(draft.get_vocab(with_added_tokens=False), unk_token="[UNK]"))
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)
+    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizer
     tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=1)
-    tokenizer.train_from_iterator(texts, trainer=trainer)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

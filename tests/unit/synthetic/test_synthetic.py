@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from xstilts.data.loading import load_examples
 from xstilts.errors import UserError
 from xstilts.synthetic import generate as gen
 from xstilts.synthetic import generate_benchmark, load_languages
+from xstilts.tasks.registry import load_registry
 
 SMALL = {
     "mlm": {"sentences": 300},
@@ -229,3 +231,25 @@ def test_interrupted_run_leaves_previous_output_untouched(tmp_path, monkeypatch)
         generate_benchmark(out, seed=1, sizes=SMALL)
     assert _tree(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]
+
+
+# Every synthetic task spec and the generator folder it reads (as in the quickstart config).
+FOLDERS = {"synth-mnli": "nli", "synth-xnli": "nli", "synth-paws": "paraphrase", "synth-topic": "topic",
+           "synth-squad": "qa", "synth-pos": "pos", "synth-ner": "ner", "synth-copa": "copa",
+           "synth-tatoeba": "parallel"}
+
+
+def test_every_synthetic_task_is_read_by_its_real_reader(bench):
+    out, _ = bench
+    registry = load_registry()
+    assert {name for name in registry.names() if name.startswith("synth-")} == set(FOLDERS)
+    for name, folder in FOLDERS.items():
+        spec = registry.get(name)
+        for split in spec.splits:
+            for language in ([spec.train_language] if split == "train" else spec.languages):
+                examples = load_examples(spec, split, language, out / folder)
+                size = SMALL[folder][split] * (3 if folder == "qa" else 1)  # three questions a paragraph
+                assert len(examples) == size, (name, split, language)
+                if spec.format.value == "tagging":
+                    assert all(len(e["tokens"]) == len(e["labels"]) and set(e["labels"]) <= set(spec.labels)
+                               for e in examples)
