@@ -105,5 +105,5 @@ def transfer_table(store: ResultsStore, runs: dict[str, str]) -> Table:
     table = Table("target", "arm", *languages, "zero-shot avg", title="quickstart: zero-shot transfer (test, %)")
     for (task, arm), values in scores.items():
         others = [v for lang, v in values.items() if lang != "en"]
-        table.add_row(task, arm, *(f"{values.get(l, float('nan')):.1f}" for l in languages), f"{sum(others) / max(1, len(others)):.1f}")
+        table.add_row(task, arm, *(f"{values[l]:.1f}" if l in values else "-" for l in languages), f"{sum(others) / max(1, len(others)):.1f}")
     return table

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 from rich.progress import Progress
-from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
+from torch import nn
+from transformers import (AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, PreTrainedModel,
+                          get_linear_schedule_with_warmup)
 
 from xstilts.config.schema import Precision
 from xstilts.data.io import numbered_lines
@@ -26,6 +28,20 @@ def read_sentences(files: list[Path], seed: int) -> list[str]:
     sentences = [line for path in files for _, line in numbered_lines(Path(path)) if line.strip()]
     random.Random(seed).shuffle(sentences)
     return sentences
+
+
+def masked_lm_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The model's own MLM loss (mean cross-entropy over masked tokens), with the vocabulary
+    projection computed at the masked positions only: the same value, ~1.5x faster steps for
+    a tiny model whose head dominates. Models whose head is not one module use their forward.
+    """
+    head = getattr(model, "cls", None) or getattr(model, "lm_head", None)  # BERT / RoBERTa, XLM-R
+    if head is None:
+        return model(**batch).loss
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    hidden = model.base_model(**inputs).last_hidden_state
+    masked = batch["labels"] != -100
+    return nn.functional.cross_entropy(head(hidden[masked]).float(), batch["labels"][masked])
 
 
 def pretrain_mlm(
@@ -66,7 +82,7 @@ def pretrain_mlm(
         batch_ids, order = order[:batch_size], order[batch_size:]
         batch = {k: v.to(device) for k, v in collator([{"input_ids": encoded[i]} for i in batch_ids]).items()}
         with autocast(device, precision):
-            loss = model(**batch).loss
+            loss = masked_lm_loss(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
