@@ -16,17 +16,18 @@ from statistics import mean
 import pytest
 
 from xstilts.experiments.store import ResultsStore
-from xstilts.tasks.registry import load_registry
 
 pytestmark = pytest.mark.slow
 
 LANGUAGES = ("en", "xa", "xb", "xc", "xd")
 ARMS = ("control", "none", "nli", "qa", "multi")
-TARGETS = ("synth-topic", "synth-paws", "synth-tatoeba")
-# Per trained target: (English floor, zero-shot mean over chance, over the control, xa over chance).
-# Measured at seed 0 (zero-shot mean, %): topic control 26.2, arms 65.4-69.2 (xa 76-80);
-# paws control 56.7, arms 65.0-69.2 (xa 63-77); English topic 95-98, paws 81-84.
-MARGINS = {"synth-topic": (90, 25, 20, 35), "synth-paws": (75, 8, 4, 8)}
+TARGETS = ("synth-topic", "synth-paws", "synth-pos", "synth-tatoeba")
+# Per trained target, floors for: English, the zero-shot mean (xa-xd), its lead over the control
+# arm, and xa (the relexified language keeps English grammar and script: it transfers best).
+# Measured at seed 0 (zero-shot mean): topic (chance 25) control 26.2, arms 65.4-69.2, xa 76-80,
+# English 95-98; paws (chance 50) control 56.7, arms 65.0-69.2, xa 63-77, English 81-84;
+# pos (seqeval F1) control 42.3, arms 74.1-76.0, xa 83-89, English 99.
+FLOORS = {"synth-topic": (90, 50, 20, 60), "synth-paws": (75, 58, 4, 58), "synth-pos": (95, 62, 20, 75)}
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +41,12 @@ def quickstart(tmp_path_factory) -> tuple[str, ResultsStore]:
 
 
 def zero_shot(store: ResultsStore) -> dict[tuple[str, str], dict[str, float]]:
-    """(arm, target) -> {language: test accuracy} from the store's rows."""
+    """(arm, target) -> {language: test score (accuracy, or F1 for tagging)} from the store's rows."""
     scores = {}
     for run in store.runs():
         arm, target = re.match(r"quickstart-(\w+)-(synth-\w+)-", run["run"]).groups()
         scores[(arm, target)] = {r.language: r.value for r in store.results(run["run"])
-                                 if r.phase == "target" and r.split == "test" and r.metric == "accuracy"}
+                                 if r.phase == "target" and r.split == "test" and r.metric in ("accuracy", "f1")}
     return scores
 
 
@@ -54,7 +55,7 @@ def test_every_arm_and_target_ran_and_the_printed_table_is_the_stores(quickstart
     runs = store.runs()
     assert len(runs) == len(ARMS) * len(TARGETS) and all(run["status"] == "completed" for run in runs)
     assert str(store.path) in printed
-    rows = [line for line in printed.splitlines() if re.search(r"synth-(topic|paws|tatoeba)", line)]
+    rows = [line for line in printed.splitlines() if re.search(r"synth-(topic|paws|pos|tatoeba)", line)]
     assert len(rows) == len(ARMS) * len(TARGETS)
     for (arm, target), values in zero_shot(store).items():
         languages = LANGUAGES if target != "synth-tatoeba" else LANGUAGES[1:]  # retrieval into English
@@ -68,17 +69,13 @@ def test_every_arm_and_target_ran_and_the_printed_table_is_the_stores(quickstart
 def test_zero_shot_transfer_is_clearly_above_chance_and_the_control(quickstart):
     _, store = quickstart
     scores = zero_shot(store)
-    registry = load_registry()
-    for target, (english, over_chance, over_control, xa_over_chance) in MARGINS.items():
-        chance = 100.0 / len(registry.get(target).labels)
+    for target, (english, floor, over_control, xa) in FLOORS.items():
         control = mean(scores[("control", target)][lang] for lang in LANGUAGES[1:])
         for arm in ARMS[1:]:
             values = scores[(arm, target)]
             transfer = mean(values[lang] for lang in LANGUAGES[1:])
-            assert values["en"] > english, (arm, target, values)
-            assert transfer > chance + over_chance and transfer > control + over_control, (arm, target, values, control)
-            # The relexified language keeps English grammar and script: it transfers best.
-            assert values["xa"] > chance + xa_over_chance, (arm, target, values)
+            assert values["en"] > english and values["xa"] > xa, (arm, target, values)
+            assert transfer > floor and transfer > control + over_control, (arm, target, values, control)
     # Topic words share nothing across languages: without pretraining there is no transfer.
     topic_control = scores[("control", "synth-topic")]
     assert all(abs(topic_control[lang] - 25.0) < 10 for lang in LANGUAGES[1:]), topic_control

@@ -95,15 +95,17 @@ def run_quickstart(
 
 
 def transfer_table(store: ResultsStore, runs: dict[str, str]) -> Table:
-    """Arms as rows, per target: English and each other language (test), plus their mean."""
-    scores: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    """Arms as rows, per target: English and each other language (test), plus their mean, in the
+    target's metric (accuracy; seqeval F1 for tagging)."""
+    scores: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
     for run, arm in runs.items():
         for row in store.results(run):
             if row.phase == "target" and row.split == "test" and row.metric in ("accuracy", "f1"):
-                scores[(row.task, arm)][row.language] = row.value
+                scores[(row.task, row.metric, arm)][row.language] = row.value
     languages = sorted({lang for values in scores.values() for lang in values}, key=lambda l: (l != "en", l))
-    table = Table("target", "arm", *languages, "zero-shot avg", title="quickstart: zero-shot transfer (test, %)")
-    for (task, arm), values in scores.items():
+    table = Table("target", "metric", "arm", *languages, "zero-shot avg", title="quickstart: zero-shot transfer (test, %)")
+    for (task, metric, arm), values in scores.items():
         others = [v for lang, v in values.items() if lang != "en"]
-        table.add_row(task, arm, *(f"{values[l]:.1f}" if l in values else "-" for l in languages), f"{sum(others) / max(1, len(others)):.1f}")
+        cells = (f"{values[l]:.1f}" if l in values else "-" for l in languages)
+        table.add_row(task, metric, arm, *cells, f"{sum(others) / max(1, len(others)):.1f}")
     return table
