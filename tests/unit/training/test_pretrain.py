@@ -2,7 +2,9 @@
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
+import pytest
+from transformers import (BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM, XLMRobertaConfig,
+                          XLMRobertaForMaskedLM)
 
 from xstilts.training.pretrain import masked_lm_loss, pretrain_mlm
 
@@ -19,11 +21,19 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny_model, nli_fixture
     assert any(not torch.equal(other[k], first[k]) for k in first)
 
 
-def test_masked_only_loss_is_the_models_own_loss(tiny_model):
+@pytest.mark.parametrize("model_class, config_class", [
+    (BertForMaskedLM, BertConfig), (XLMRobertaForMaskedLM, XLMRobertaConfig), (DistilBertForMaskedLM, DistilBertConfig),
+])
+def test_masked_only_loss_for_each_head_layout(model_class, config_class):
     torch.manual_seed(0)
-    model, tokenizer = AutoModelForMaskedLM.from_pretrained(tiny_model), AutoTokenizer.from_pretrained(tiny_model)
-    model.eval()
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3)
-    batch = collator([{"input_ids": ids} for ids in tokenizer(["the cat sat on the mat", "a dog ran home fast"])["input_ids"]])
-    assert (batch["labels"] != -100).any()
+    sizes = dict(vocab_size=50, max_position_embeddings=40)
+    if config_class is DistilBertConfig:
+        config = config_class(dim=32, n_layers=1, n_heads=2, hidden_dim=64, **sizes)
+    else:
+        config = config_class(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, **sizes)
+    model = model_class(config).eval()
+    input_ids = torch.randint(5, 50, (3, 9))
+    labels = torch.where(torch.rand(3, 9) < 0.3, input_ids, torch.full_like(input_ids, -100))
+    labels[0, 0] = input_ids[0, 0]
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
     assert torch.allclose(masked_lm_loss(model, batch), model(**batch).loss, atol=1e-6)
