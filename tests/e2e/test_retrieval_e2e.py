@@ -18,22 +18,31 @@ def scores(store, metric: str) -> dict[tuple[str, str], float]:
     return {(r.language, r.split): r.value for r in ResultsStore(store).results() if r.metric == metric}
 
 
+LANGUAGES = {"de": "deu", "fr": "fra", "tr": "tur", "fi": "fin"}
+
+
 def test_tatoeba_with_packaged_e5_on_real_laser_files(monkeypatch, capsys, tmp_path, real_data):
     folder = tmp_path / "tatoeba"
     folder.mkdir()
-    for code in ("deu", "fra"):
+    for code in LANGUAGES.values():
         for side in (code, "eng"):
             name = f"tatoeba.{code}-eng.{side}"
             lines = (real_data / "tatoeba" / "v1" / name).read_text(encoding="utf-8").splitlines(keepends=True)
             (folder / name).write_text("".join(lines[:TATOEBA_PAIRS]), encoding="utf-8")
-    store = tmp_path / "store"
-    cli(monkeypatch, capsys, "eval", "--model", "packaged:multilingual-e5-small", "--task", "tatoeba",
-        "--data-dir", folder, "--languages", "de,fr", "--store", store)
-    accuracy = scores(store, "accuracy")
-    assert set(accuracy) == {("de", "test"), ("fr", "test")}
-    # Measured: de 96.0 and fr 89.0 on these first 100 pairs (97.1 and 93.7 on all 1,000).
-    assert accuracy[("de", "test")] > 90 and accuracy[("fr", "test")] > 85
-    run = ResultsStore(store).runs()[0]["run"]
+    accuracy = {}
+    for layer in (-1, 6):  # the model's own recipe (mean of the last layer), then a middle layer
+        store = tmp_path / f"store{layer}"
+        cli(monkeypatch, capsys, "eval", "--model", "packaged:multilingual-e5-small", "--task", "tatoeba",
+            "--data-dir", folder, "--languages", ",".join(LANGUAGES), f"retrieval.layer={layer}", "--store", store)
+        accuracy[layer] = scores(store, "accuracy")
+        run = ResultsStore(store).runs()[0]["run"]
+        assert yaml.safe_load((store / "runs" / run / "config.yaml").read_text())["retrieval"]["layer"] == layer
+    assert set(accuracy[-1]) == {(language, "test") for language in LANGUAGES}
+    # Measured on these first 100 pairs: last layer de 96, fr 89, tr 95, fi 84; layer 6: 93, 74, 91, 61
+    # (all 1,000 pairs: de 97.1, fr 93.7, tr 91.4, fi 74.3; layer 6: 92.6, 79.0, 72.7, 51.8).
+    assert accuracy[-1][("de", "test")] > 90 and accuracy[-1][("tr", "test")] > 90
+    assert accuracy[-1][("fr", "test")] > 85 and accuracy[-1][("fi", "test")] > 78
+    assert all(accuracy[-1][key] > accuracy[6][key] for key in accuracy[-1])
     predicted = (store / "runs" / run / "predictions" / "tatoeba" / "test-de.tsv").read_text().splitlines()
     assert len(predicted) == TATOEBA_PAIRS and all(0 <= int(index) < TATOEBA_PAIRS for index in predicted)
 
