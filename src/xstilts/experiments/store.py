@@ -147,7 +147,7 @@ class ResultsStore:
 
     def runs(self) -> list[dict]:
         with self._connect() as db:
-            rows = db.execute("SELECT run, name, created, status FROM runs ORDER BY created, run").fetchall()
+            rows = db.execute("SELECT run, name, created, status FROM runs ORDER BY created, rowid").fetchall()
         return [dict(zip(("run", "name", "created", "status"), row)) for row in rows]
 
     def find_checkpoint(self, key: str) -> Path | None:

@@ -40,3 +40,13 @@ def test_checkpoint_registry(tmp_path):
     assert store.find_checkpoint("k") == tmp_path / "ck"
     with sqlite3.connect(store.path) as db:
         assert db.execute("SELECT created_by FROM checkpoints").fetchone() == ("r1",)
+
+
+def test_runs_come_in_start_order_within_one_second(tmp_path):
+    # Run ids end in a random suffix, and `created` has second resolution: two runs started in
+    # the same second must still list in the order they started.
+    store = ResultsStore(tmp_path)
+    for run in ("exp-20261201-120000-ffff", "exp-20261201-120000-0000", "exp-20261201-120000-8888"):
+        store.start_run(run, "exp", {})
+    assert [run["run"] for run in store.runs()] == [
+        "exp-20261201-120000-ffff", "exp-20261201-120000-0000", "exp-20261201-120000-8888"]
