@@ -212,6 +212,9 @@ class QuickstartConfig(Strict):
 
     seed: int = 0
     sizes: dict[str, dict[str, int]] = Field(default_factory=dict, description="synthetic data sizes per task/split")
+    languages_file: Path | None = Field(
+        None, description="languages YAML in synthetic/languages.yaml's format (same codes): vary each language's transformations"
+    )
     model: TinyModelConfig = Field(default_factory=TinyModelConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     arms: dict[str, list[str]] = Field(description="arm name -> intermediate tasks ([] = no intermediate phase)")

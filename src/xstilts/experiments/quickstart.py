@@ -17,12 +17,14 @@ from rich.table import Table
 
 from xstilts.config.loading import load_config
 from xstilts.config.schema import ExperimentConfig, QuickstartConfig
-from xstilts.experiments.fingerprint import hash_json, hash_tree
+from xstilts.errors import UserError
+from xstilts.experiments.fingerprint import hash_file, hash_json, hash_tree
 from xstilts.experiments.run import make_progress, run_experiment
 from xstilts.experiments.store import ResultsStore, store_home
 from xstilts.models.tiny import BUILDER_VERSION, build_tiny_model
 from xstilts.synthetic.generate import generate_benchmark
-from xstilts.tasks.registry import load_registry
+from xstilts.synthetic.languages import load_languages
+from xstilts.tasks.registry import TaskRegistry, load_registry
 from xstilts.training.pretrain import pretrain_mlm
 from xstilts.training.runtime import resolve_device
 
@@ -31,12 +33,24 @@ CONTROL_ARM = "control"
 
 
 def prepare_data(cfg: QuickstartConfig, workdir: Path, console: Console) -> Path:
-    key = hash_json({"seed": cfg.seed, "sizes": cfg.sizes, "languages": hash_tree(Path(str(resources.files("xstilts.synthetic"))))})[:12]
+    languages = cfg.languages_file and hash_file(cfg.languages_file)
+    generator = hash_tree(Path(str(resources.files("xstilts.synthetic"))))
+    key = hash_json({"seed": cfg.seed, "sizes": cfg.sizes, "languages": generator, "languages_file": languages})[:12]
     data = workdir / f"data-{key}"
     if not (data / "manifest.json").exists():
         console.print(f"generating the synthetic benchmark into {data}")
-        generate_benchmark(data, seed=cfg.seed, sizes=cfg.sizes)
+        generate_benchmark(data, seed=cfg.seed, sizes=cfg.sizes, languages_file=cfg.languages_file)
     return data
+
+
+def check_languages(cfg: QuickstartConfig, registry: TaskRegistry) -> None:
+    """Every target's languages must be generated (a custom languages file keeps the codes)."""
+    codes = {language.code for language in load_languages(cfg.languages_file)}
+    for name in cfg.targets:
+        missing = [code for code in registry.get(name).languages if code not in codes]
+        if missing:
+            source = cfg.languages_file or "the shipped languages file"
+            raise UserError(f"key 'languages_file': {source} lacks {missing}, languages of target {name!r}")
 
 
 def prepare_models(cfg: QuickstartConfig, data: Path, workdir: Path, console: Console) -> tuple[Path, Path]:
@@ -84,6 +98,7 @@ def run_quickstart(
     registry = load_registry()
     for name in [*cfg.targets, *(t for tasks in cfg.arms.values() for t in tasks)]:
         registry.get(name)
+    check_languages(cfg, registry)
     workdir = Path(workdir) if workdir else store_home(home) / "quickstart"
     data = prepare_data(cfg, workdir, console)
     initial, pretrained = prepare_models(cfg, data, workdir, console)
