@@ -35,7 +35,7 @@ CONTROL_ARM = "control"
 def prepare_data(cfg: QuickstartConfig, workdir: Path, console: Console) -> Path:
     languages = cfg.languages_file and hash_file(cfg.languages_file)
     generator = hash_tree(Path(str(resources.files("xstilts.synthetic"))))
-    key = hash_json({"seed": cfg.seed, "sizes": cfg.sizes, "languages": generator, "languages_file": languages})[:12]
+    key = hash_json({"seed": cfg.seed, "sizes": cfg.sizes, "generator": generator, "languages_file": languages})[:12]
     data = workdir / f"data-{key}"
     if not (data / "manifest.json").exists():
         console.print(f"generating the synthetic benchmark into {data}")

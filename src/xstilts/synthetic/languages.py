@@ -23,8 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from xstilts.config.loading import read_yaml
 from xstilts.errors import UserError, did_you_mean
 from xstilts.synthetic.grammar import LEX, PREPOSITIONS, Phrase, Sentence, Token, copy_sentence, head
 
@@ -206,10 +205,7 @@ def load_languages(path: Path | None = None) -> list[Language]:
         UserError: a missing key, an unknown transformation or parameter, or no `en`.
     """
     path = Path(path) if path else default_languages_file()
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: cannot read languages file: {exc}") from exc
+    doc = read_yaml(path, "languages file")
     entries = doc.get("languages") if isinstance(doc, dict) else None
     if not isinstance(entries, list):
         raise UserError(f"{path}: expected a top-level 'languages:' list")

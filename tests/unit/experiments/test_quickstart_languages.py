@@ -8,8 +8,10 @@ from rich.console import Console
 
 from xstilts.config.loading import load_config
 from xstilts.config.schema import QuickstartConfig
+from xstilts.data.loading import load_examples
 from xstilts.experiments.quickstart import QUICKSTART_CONFIG, prepare_data
 from xstilts.synthetic import default_languages_file
+from xstilts.tasks.registry import load_registry
 
 SIZES = "sizes={mlm: {sentences: 50}, topic: {train: 20, dev: 5, test: 5}, nli: {train: 20, dev: 5, test: 5}, " \
         "paraphrase: {train: 20, dev: 5, test: 5}, qa: {train: 4, dev: 2, test: 2}, pos: {train: 20, dev: 5, test: 6}, " \
@@ -27,9 +29,9 @@ def languages_with(tmp_path, code: str, transformations: list) -> str:
 
 
 def verb_final_share(data, language: str) -> float:
-    sentences = (data / "pos" / f"test-{language}.tsv").read_text(encoding="utf-8").strip().split("\n\n")
-    tags = [[line.split("\t")[1] for line in block.split("\n")] for block in sentences]
-    return sum(t[-2] in ("VERB", "AUX") for t in tags) / len(tags)
+    """Share of POS test sentences whose last word before the full stop is a verb."""
+    examples = load_examples(load_registry().get("synth-pos"), "test", language, data / "pos")
+    return sum(example["labels"][-2] in ("VERB", "AUX") for example in examples) / len(examples)
 
 
 def test_a_languages_file_changes_the_generated_data_and_its_key(tmp_path):

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from xstilts.config.loading import load_config
+from xstilts.config.schema import QuickstartConfig
 from xstilts.data.loading import load_examples
 from xstilts.errors import UserError
+from xstilts.experiments.quickstart import QUICKSTART_CONFIG
 from xstilts.synthetic import generate as gen
 from xstilts.synthetic import generate_benchmark, load_languages
 from xstilts.tasks.registry import load_registry
@@ -235,17 +238,13 @@ def test_interrupted_run_leaves_previous_output_untouched(tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]
 
 
-# Every synthetic task spec and the generator folder it reads (as in the quickstart config).
-FOLDERS = {"synth-mnli": "nli", "synth-xnli": "nli", "synth-paws": "paraphrase", "synth-topic": "topic",
-           "synth-squad": "qa", "synth-pos": "pos", "synth-ner": "ner", "synth-copa": "copa",
-           "synth-tatoeba": "parallel"}
-
-
 def test_every_synthetic_task_is_read_by_its_real_reader(bench):
     out, _ = bench
     registry = load_registry()
-    assert {name for name in registry.names() if name.startswith("synth-")} == set(FOLDERS)
-    for name, folder in FOLDERS.items():
+    # The quickstart config maps every synthetic task to the generator folder it reads.
+    folders = load_config(QUICKSTART_CONFIG, [], schema=QuickstartConfig).data
+    assert {name for name in registry.names() if name.startswith("synth-")} == set(folders)
+    for name, folder in folders.items():
         spec = registry.get(name)
         for split in spec.splits:
             for language in ([spec.train_language] if split == "train" else spec.languages):
