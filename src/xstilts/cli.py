@@ -119,7 +119,7 @@ def score(
 ) -> None:
     """Score leaderboard-layout predictions exactly like the official XTREME evaluate.py."""
     from xstilts.evaluation.scorer import score_predictions
-    from xstilts.experiments.atomic import atomic_write_text
+    from xstilts.atomic import atomic_write_text
 
     text = json.dumps(score_predictions(predictions, labels, benchmark.value), indent=2)
     if output:

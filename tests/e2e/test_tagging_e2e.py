@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from xstilts.cli import main
-from xstilts.evaluation.metrics import seqeval_f1
+from xstilts.metrics import seqeval_f1
 from xstilts.experiments.store import ResultsStore
 from xstilts.models.tiny import build_tiny_model
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from rich.table import Table
 
-from xstilts.experiments.store import ResultRow
+from xstilts.results import ResultRow
 
 
 def results_table(rows: list[ResultRow]) -> Table:

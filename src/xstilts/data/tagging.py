@@ -13,7 +13,7 @@ from pathlib import Path
 
 from xstilts.data.io import Example, check_label, numbered_lines, resolve_pattern
 from xstilts.errors import UserError, did_you_mean
-from xstilts.evaluation.metrics import check_labelled
+from xstilts.metrics import check_labelled
 from xstilts.tasks.spec import TaskSpec
 
 # CoNLL-U columns a tag can be read from (0-based): UPOS by default, FEATS for morphology.

@@ -14,7 +14,7 @@ from pathlib import Path
 from xstilts.data.io import Example
 from xstilts.errors import UserError
 from xstilts.evaluation.scorer import file_extension
-from xstilts.experiments.atomic import atomic_directory
+from xstilts.atomic import atomic_directory
 from xstilts.tasks.spec import Format, TaskSpec
 
 

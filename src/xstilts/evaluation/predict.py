@@ -13,8 +13,8 @@ from xstilts.data.io import Example
 from xstilts.formats.base import Feature, TaskFormat
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.tasks.spec import Metric, TaskSpec
-from xstilts.training.batching import batches_in_order, collate
-from xstilts.training.runtime import autocast
+from xstilts.formats.batching import batches_in_order, collate
+from xstilts.models.runtime import autocast
 
 
 @dataclass

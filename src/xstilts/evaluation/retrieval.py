@@ -32,12 +32,12 @@ from xstilts.data.io import Example
 from xstilts.data.loading import load_examples, local_path
 from xstilts.data.retrieval import read_mewslix_candidates
 from xstilts.errors import UserError
-from xstilts.evaluation import metrics
+from xstilts import metrics
 from xstilts.evaluation.leaderboard import prediction_path
-from xstilts.experiments.atomic import atomic_write_text
-from xstilts.experiments.store import ResultRow
+from xstilts.atomic import atomic_write_text
+from xstilts.results import ResultRow
 from xstilts.tasks.spec import Metric, TaskSpec
-from xstilts.training.runtime import autocast
+from xstilts.models.runtime import autocast
 
 MARGIN_NEIGHBOURS = 4
 # XTREME-R scores LAReQA and Mewsli-X on the top 20 candidates only.

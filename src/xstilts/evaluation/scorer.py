@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.errors import UserError, did_you_mean
-from xstilts.evaluation import metrics
+from xstilts import metrics
 from xstilts.tasks.registry import TaskRegistry, load_registry
 from xstilts.tasks.spec import Format, Metric, TaskSpec
 

@@ -12,8 +12,8 @@ from xstilts.config.schema import Precision
 from xstilts.data.loading import load_examples
 from xstilts.evaluation.leaderboard import prediction_path, render_predictions
 from xstilts.evaluation.predict import EvalSplit, evaluate_split
-from xstilts.experiments.atomic import atomic_write_text
-from xstilts.experiments.store import ResultRow
+from xstilts.atomic import atomic_write_text
+from xstilts.results import ResultRow
 from xstilts.formats.base import get_format
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.tasks.spec import TaskSpec

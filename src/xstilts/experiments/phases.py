@@ -23,7 +23,8 @@ from xstilts.evaluation.predict import EvalSplit
 from xstilts.evaluation.retrieval import run_retrieval_sweep
 from xstilts.evaluation.sweep import run_zero_shot_sweep
 from xstilts.experiments.fingerprint import hash_json, hash_tree
-from xstilts.experiments.store import ResultRow, ResultsStore
+from xstilts.experiments.store import ResultsStore
+from xstilts.results import ResultRow
 from xstilts.formats.base import get_format
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.models.sources import resolve_model_source, load_encoder

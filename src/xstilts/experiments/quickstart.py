@@ -26,7 +26,7 @@ from xstilts.synthetic.generate import generate_benchmark
 from xstilts.synthetic.languages import load_languages
 from xstilts.tasks.registry import TaskRegistry, load_registry
 from xstilts.training.pretrain import pretrain_mlm
-from xstilts.training.runtime import resolve_device
+from xstilts.models.runtime import resolve_device
 
 QUICKSTART_CONFIG = Path(str(resources.files("xstilts.experiments") / "quickstart.yaml"))
 CONTROL_ARM = "control"

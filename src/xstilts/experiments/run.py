@@ -20,14 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from xstilts.config.schema import EvalConfig, ExperimentConfig, HandOff
 from xstilts.data.loading import local_path
 from xstilts.errors import UserError
-from xstilts.experiments.atomic import atomic_directory
+from xstilts.atomic import atomic_directory
 from xstilts.experiments.phases import RunContext, intermediate_language, load_start, run_intermediate_phase, run_target_phase, target_languages
-from xstilts.experiments.store import ResultRow, ResultsStore, store_home
+from xstilts.experiments.store import ResultsStore, store_home
+from xstilts.results import ResultRow
 from xstilts.evaluation.retrieval import run_retrieval_sweep
 from xstilts.evaluation.sweep import run_zero_shot_sweep
 from xstilts.tasks.registry import TaskRegistry, load_registry
 from xstilts.tasks.spec import Format, TaskSpec
-from xstilts.training.runtime import resolve_device, seed_everything
+from xstilts.models.runtime import resolve_device, seed_everything
 
 
 def new_run_id(name: str) -> str:

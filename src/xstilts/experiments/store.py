@@ -11,11 +11,11 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from xstilts.errors import UserError, did_you_mean
+from xstilts.results import ResultRow
 
 DEFAULT_HOME = "xstilts_runs"
 DB_FILE = "results.sqlite"
@@ -50,20 +50,6 @@ CREATE TABLE IF NOT EXISTS checkpoint_uses (
     reused INTEGER NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    run: str
-    phase: str
-    task: str
-    language: str
-    split: str
-    metric: str
-    value: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def store_home(explicit: Path | str | None = None) -> Path:

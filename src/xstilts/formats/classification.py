@@ -9,7 +9,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from xstilts.data.io import Example
-from xstilts.evaluation.metrics import accuracy
+from xstilts.metrics import accuracy
 from xstilts.formats.base import Feature
 from xstilts.tasks.spec import TaskSpec
 

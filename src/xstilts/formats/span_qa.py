@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerBase
 
 from xstilts.data.io import Example
 from xstilts.errors import UserError
-from xstilts.evaluation.metrics import mlqa_em_f1, squad_em_f1
+from xstilts.metrics import mlqa_em_f1, squad_em_f1
 from xstilts.formats.base import Feature
 from xstilts.tasks.spec import Metric, TaskSpec
 

@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from xstilts.data.io import Example
 from xstilts.errors import UserError
-from xstilts.evaluation.metrics import check_labelled, seqeval_f1, seqeval_precision, seqeval_recall
+from xstilts.metrics import check_labelled, seqeval_f1, seqeval_precision, seqeval_recall
 from xstilts.formats.base import Feature
 from xstilts.tasks.spec import TaskSpec
 

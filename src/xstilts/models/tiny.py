@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
-from xstilts.experiments.atomic import atomic_directory
+from xstilts.atomic import atomic_directory
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Bump when the same texts and sizes would build a different model (it is in cache keys).

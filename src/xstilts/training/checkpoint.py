@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from xstilts.config.schema import HandOff
 from xstilts.errors import UserError
-from xstilts.experiments.atomic import atomic_directory
+from xstilts.atomic import atomic_directory
 from xstilts.formats.base import get_format
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.models.sources import load_encoder

@@ -15,8 +15,8 @@ from xstilts.evaluation.predict import EvalSplit, evaluate_split, primary_score
 from xstilts.formats.base import Feature, TaskFormat
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.tasks.spec import TaskSpec
-from xstilts.training.batching import collate, shuffled_examples, take
-from xstilts.training.runtime import autocast
+from xstilts.formats.batching import collate, shuffled_examples, take
+from xstilts.models.runtime import autocast
 from xstilts.training.samplers import draw_tasks, task_probabilities
 
 

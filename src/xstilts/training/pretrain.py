@@ -18,9 +18,9 @@ from transformers import (AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLa
 
 from xstilts.config.schema import Precision
 from xstilts.data.io import numbered_lines
-from xstilts.experiments.atomic import atomic_directory
+from xstilts.atomic import atomic_directory
 from xstilts.models.sources import check_loading_info
-from xstilts.training.runtime import autocast
+from xstilts.models.runtime import autocast
 
 
 def read_sentences(files: list[Path], seed: int) -> list[str]:

@@ -20,7 +20,7 @@ from xstilts.evaluation.retrieval import (
     select_threshold,
     tatoeba_predictions,
 )
-from xstilts.evaluation import metrics
+from xstilts import metrics
 from xstilts.experiments.store import ResultsStore
 from xstilts.tasks.registry import load_registry
 

@@ -2,7 +2,8 @@ import sqlite3
 
 import pytest
 
-from xstilts.experiments.store import ResultRow, ResultsStore, store_home
+from xstilts.experiments.store import ResultsStore, store_home
+from xstilts.results import ResultRow
 
 
 def test_rows_round_trip_and_filter(tmp_path):

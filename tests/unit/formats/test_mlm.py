@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerFast
 from xstilts.errors import UserError
 from xstilts.formats.mlm import IGNORE, MLM, mask_tokens, read_text_lines
 from xstilts.tasks.registry import load_registry
-from xstilts.training.batching import collate
+from xstilts.formats.batching import collate
 
 SPEC = load_registry().get("mlm-multilingual")
 WORDS = ["the", "cat", "dog", "sat", "on", "mat", "der", "hund", "katze", "lief", "auf", "le", "chat", "chien"]

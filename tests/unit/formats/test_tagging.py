@@ -12,7 +12,7 @@ from xstilts.errors import UserError
 from xstilts.evaluation.predict import pad_time_axis
 from xstilts.formats.tagging import IGNORE, TAGGING, owning_window, window_spans
 from xstilts.tasks.registry import load_registry
-from xstilts.training.batching import collate
+from xstilts.formats.batching import collate
 
 PANX = load_registry().get("panx")
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "dog", "run", "##ning", "##s", "Paris", "in"]

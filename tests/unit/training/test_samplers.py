@@ -5,7 +5,7 @@ from xstilts.config.schema import MixtureConfig
 from xstilts.errors import UserError
 from xstilts.config.loading import load_config
 from xstilts.experiments.phases import subsample
-from xstilts.training.batching import shuffle_units, shuffled_examples, take
+from xstilts.formats.batching import shuffle_units, shuffled_examples, take
 from xstilts.training.samplers import draw_tasks, task_probabilities
 
 SIZES = {"mnli": 400, "squad": 100, "copa": 25}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xstilts.errors import UserError
-from xstilts.evaluation import metrics
+from xstilts import metrics
 
 
 def test_accuracy_is_a_fraction():
@@ -161,7 +161,7 @@ def test_check_labelled_accepts_real_labels():
 
 
 def test_squad_v2_empty_answers():
-    from xstilts.evaluation.metrics import squad_em_f1
+    from xstilts.metrics import squad_em_f1
 
     gold = {"q1": [""], "q2": ["Paris"]}
     predictions = {"q1": "", "q2": ""}
