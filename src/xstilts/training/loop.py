@@ -19,6 +19,9 @@ from xstilts.formats.batching import collate, shuffled_examples, take
 from xstilts.models.runtime import autocast
 from xstilts.training.samplers import draw_tasks, task_probabilities
 
+# bump when a change to training changes the weights it produces; part of every checkpoint key
+TRAINING_VERSION = 2
+
 
 @dataclass
 class TrainTask:
