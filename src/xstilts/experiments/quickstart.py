@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from importlib import resources
 from pathlib import Path
+from statistics import fmean
 
 from rich.console import Console
 from rich.table import Table
@@ -120,7 +121,12 @@ def transfer_table(store: ResultsStore, runs: dict[str, str]) -> Table:
     languages = sorted({lang for values in scores.values() for lang in values}, key=lambda l: (l != "en", l))
     table = Table("target", "metric", "arm", *languages, "zero-shot avg", title="quickstart: zero-shot transfer (test, %)")
     for (task, metric, arm), values in scores.items():
-        others = [v for lang, v in values.items() if lang != "en"]
         cells = (f"{values[l]:.1f}" if l in values else "-" for l in languages)
-        table.add_row(task, metric, arm, *cells, f"{sum(others) / max(1, len(others)):.1f}")
+        table.add_row(task, metric, arm, *cells, f"{zero_shot_mean(values):.1f}")
     return table
+
+
+def zero_shot_mean(values: dict[str, float]) -> float:
+    """The mean over every language but English: the one arithmetic behind the printed table,
+    the README and the tests (sum/len and statistics.mean can round apart at .x5)."""
+    return fmean(value for language, value in values.items() if language != "en")
