@@ -17,13 +17,24 @@ def collate(features: list[Feature], tokenizer: PreTrainedTokenizerBase, device:
     model_inputs = [{key: f[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in f} for f in features]
     batch = tokenizer.pad(model_inputs, return_tensors="pt")
     if "labels" in features[0]:
-        batch["labels"] = collate_labels([f["labels"] for f in features], batch["input_ids"].shape[1], tokenizer.padding_side)
+        batch["labels"] = collate_labels(features, batch["input_ids"].shape[1], tokenizer.padding_side)
     return {key: value.to(device) for key, value in batch.items() if key in TENSOR_KEYS}
 
 
-def collate_labels(labels: list, length: int, padding_side: str) -> torch.Tensor:
-    """Stack per-example labels; per-position label lists (tagging) are padded with -100 like the inputs."""
-    if not isinstance(labels[0], list):
+def is_per_position(features: list[Feature]) -> bool:
+    """Whether `labels` holds one label per input position (tagging, MLM), padded like the inputs.
+
+    Labels that are lists of another length are per-example (QA `[start, end]`, a multiple-choice
+    `[group, choices, is correct]` triple) and must never be padded.
+    """
+    return all(isinstance(f["labels"], list) and len(f["labels"]) == len(f["input_ids"]) for f in features)
+
+
+def collate_labels(features: list[Feature], length: int, padding_side: str) -> torch.Tensor:
+    """The features' `labels` as one tensor: per-position labels padded with -100 on the
+    tokenizer's padding side up to `length`; any other labels (ints, fixed-size lists) stacked as they are."""
+    labels = [f["labels"] for f in features]
+    if not is_per_position(features):
         return torch.tensor(labels)
     pads = [[-100] * (length - len(row)) for row in labels]
     return torch.tensor([pad + row if padding_side == "left" else row + pad for row, pad in zip(labels, pads)])
@@ -34,25 +45,32 @@ def batches_in_order(features: list[Feature], batch_size: int) -> Iterator[list[
         yield features[start : start + batch_size]
 
 
-def shuffle_units(features: list[Feature]) -> list[list[int]]:
-    """Indices grouped into the units a batch must not split: the choices of one
-    multiple-choice example share a `group`; any other feature is a unit of its own."""
-    if not features or "group" not in features[0]:
+# The keys formats put on a feature to name the example it belongs to: the choices of a
+# multiple-choice example share `group`; the windows of a QA, tagging or MLM example share
+# `example_index`. A feature with neither (classification) is an example of its own.
+EXAMPLE_KEYS = ("group", "example_index")
+
+
+def example_units(features: list[Feature]) -> list[list[int]]:
+    """Feature indices grouped by example, in order of first appearance: the units that
+    epochs, mixture sizes and batches count, and that a batch never splits."""
+    key = next((key for key in EXAMPLE_KEYS if features and key in features[0]), None)
+    if key is None:
         return [[index] for index in range(len(features))]
     units: dict[int, list[int]] = {}
     for index, feature in enumerate(features):
-        units.setdefault(feature["group"], []).append(index)
+        units.setdefault(feature[key], []).append(index)
     return list(units.values())
 
 
 def shuffled_examples(features: list[Feature], generator: torch.Generator) -> Iterator[list[Feature]]:
-    """Endless stream of units (a list of features each) in a new random order each pass."""
-    units = shuffle_units(features)
+    """Endless stream of examples (the list of features of each) in a new random order each pass."""
+    units = example_units(features)
     while True:
         for unit in torch.randperm(len(units), generator=generator).tolist():
             yield [features[index] for index in units[unit]]
 
 
-def take(stream: Iterator[list[Feature]], units: int) -> list[Feature]:
-    """The features of the next `units` units of a stream."""
-    return [feature for _ in range(units) for feature in next(stream)]
+def take(stream: Iterator[list[Feature]], examples: int) -> list[Feature]:
+    """The features of the next `examples` examples of a stream."""
+    return [feature for _ in range(examples) for feature in next(stream)]

@@ -1,26 +1,38 @@
-"""The training loop: one readable function over one or several tasks sharing an encoder."""
+"""The training loop: one readable function over one or several tasks sharing an encoder.
+
+Everything counts examples, not features: a multiple-choice example is one feature per choice
+and a QA, tagging or MLM example one feature per window, but an epoch is one pass over the
+examples of all tasks of the phase, a batch holds `batch_size` examples (with all their
+features), and mixture sizes and caps are example counts.
+"""
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from rich.progress import Progress
+from torch import nn
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
+from transformers.trainer_pt_utils import get_parameter_names
 
 from xstilts.config.schema import DevAggregation, MixtureConfig, Mixing, Precision, TrainConfig
 from xstilts.evaluation.predict import EvalSplit, evaluate_split, primary_score
 from xstilts.formats.base import Feature, TaskFormat
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.tasks.spec import TaskSpec
-from xstilts.formats.batching import collate, shuffled_examples, take
+from xstilts.formats.batching import collate, example_units, shuffled_examples, take
 from xstilts.models.runtime import autocast
 from xstilts.training.samplers import draw_tasks, task_probabilities
 
 # bump when a change to training changes the weights it produces; part of every checkpoint key
 TRAINING_VERSION = 2
+
+# The name patterns HF Trainer.get_decay_parameter_names passes next to ALL_LAYERNORM_LAYERS.
+NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 
 
 @dataclass
@@ -32,6 +44,11 @@ class TrainTask:
     features: list[Feature]
     dev: EvalSplit | None = None
 
+    @cached_property
+    def examples(self) -> int:
+        """Training examples (not features): what epochs, batches and mixture sizes count."""
+        return len(example_units(self.features))
+
 
 @dataclass
 class TrainResult:
@@ -42,11 +59,24 @@ class TrainResult:
 
 
 def total_steps(tasks: list[TrainTask], cfg: TrainConfig) -> tuple[int, int]:
-    """(steps per epoch, total steps): an epoch is one pass over all tasks' examples."""
-    examples = sum(len(task.features) for task in tasks)
+    """(steps per epoch, total steps): an epoch is one pass over the examples of all tasks (their
+    sum), an optimiser step takes `batch_size * grad_accum` examples."""
+    examples = sum(task.examples for task in tasks)
     per_epoch = max(1, math.ceil(examples / (cfg.batch_size * cfg.grad_accum)))
     steps = max(1, math.ceil(per_epoch * cfg.epochs))
     return per_epoch, min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+def build_adamw(model: nn.Module, *, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, without weight decay on biases and LayerNorm weights
+    (the HF Trainer, XTREME and jiant recipe), chosen by transformers' own helper."""
+    decayed = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS, NO_DECAY_NAME_PATTERNS))
+    trainable = [(name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
+    groups = [
+        {"params": [p for name, p in trainable if name in decayed], "weight_decay": weight_decay},
+        {"params": [p for name, p in trainable if name not in decayed], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([group for group in groups if group["params"]], lr=learning_rate)
 
 
 def aggregate_dev(scores: dict[str, float], tasks: list[TrainTask], how: DevAggregation) -> float:
@@ -70,7 +100,7 @@ def dev_scores(model, tasks, *, tokenizer, device, precision, batch_size) -> dic
 
 
 def micro_batch_loss(model, tasks, streams, counts: dict[int, int], *, tokenizer, device, precision) -> torch.Tensor:
-    """Loss of one micro-batch holding `counts[i]` units of task i, weighted by share."""
+    """Loss of one micro-batch holding `counts[i]` examples of task i, each task weighted by its share."""
     total = sum(counts.values())
     loss = 0.0
     for index, count in counts.items():
@@ -79,6 +109,19 @@ def micro_batch_loss(model, tasks, streams, counts: dict[int, int], *, tokenizer
         with autocast(device, precision):
             loss = loss + task.fmt.loss(model(task.spec.head_name, batch), batch) * (count / total)
     return loss
+
+
+def micro_batch_counts(step_draws: list[int], micro: int, batch_size: int, mixing: Mixing) -> dict[int, int]:
+    """Examples per task in micro-batch `micro` of a step: the step's one task, or the draws of its slice."""
+    if mixing is Mixing.TASK_PER_STEP:
+        return {step_draws[0]: batch_size}
+    chunk = step_draws[micro * batch_size : (micro + 1) * batch_size]
+    return {index: chunk.count(index) for index in sorted(set(chunk))}
+
+
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the weights in host memory: early stopping keeps one without a second model on the device."""
+    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
 
 
 def train_model(
@@ -99,11 +142,11 @@ def train_model(
     if cfg.freeze_embeddings:
         model.freeze_word_embeddings()
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = build_adamw(model, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay)
     per_epoch, steps = total_steps(tasks, cfg)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
     streams = [shuffled_examples(task.features, generator) for task in tasks]
-    probabilities = task_probabilities({t.spec.name: len(t.features) for t in tasks}, mixture)
+    probabilities = task_probabilities({t.spec.name: t.examples for t in tasks}, mixture)
     # Draws are made up front from the seed: one task per optimiser step (all its micro-batches
     # share it), or one task per example for mixed batches.
     per_step = 1 if mixture.mixing is Mixing.TASK_PER_STEP else cfg.batch_size * cfg.grad_accum
@@ -114,20 +157,20 @@ def train_model(
 
     for step in range(1, steps + 1):
         step_draws = draws[(step - 1) * per_step : step * per_step]
+        step_loss, trained = 0.0, set()
         for micro in range(cfg.grad_accum):
-            if mixture.mixing is Mixing.TASK_PER_STEP:
-                counts = {step_draws[0]: cfg.batch_size}
-            else:
-                chunk = step_draws[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]
-                counts = {index: chunk.count(index) for index in sorted(set(chunk))}
+            counts = micro_batch_counts(step_draws, micro, cfg.batch_size, mixture.mixing)
             loss = micro_batch_loss(model, tasks, streams, counts, tokenizer=tokenizer, device=device, precision=precision)
             (loss / cfg.grad_accum).backward()
+            # The step's loss is the mean over its micro-batches, as its gradient is.
+            step_loss, trained = step_loss + loss.detach() / cfg.grad_accum, trained | set(counts)
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         if bar is not None:
-            progress.update(bar, advance=1, description=f"train {'+'.join(tasks[i].spec.name for i in counts)} loss {loss.item():.3f}")
+            names = "+".join(tasks[i].spec.name for i in sorted(trained))
+            progress.update(bar, advance=1, description=f"train {names} loss {float(step_loss):.3f}")
 
         end_of_epoch = step % per_epoch == 0 or step == steps
         if cfg.eval_every_epoch and end_of_epoch and any(t.dev for t in tasks):
@@ -137,7 +180,7 @@ def train_model(
             if result.best_dev_score is None or score > result.best_dev_score:
                 result.best_dev_score, result.best_epoch = score, math.ceil(step / per_epoch)
                 # Early stopping on English dev: remember the best weights, restore them at the end.
-                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                best_state = cpu_state(model)
 
     if best_state is not None:
         model.load_state_dict(best_state)

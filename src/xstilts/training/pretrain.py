@@ -21,6 +21,7 @@ from xstilts.data.io import numbered_lines
 from xstilts.atomic import atomic_directory
 from xstilts.models.sources import check_loading_info
 from xstilts.models.runtime import autocast
+from xstilts.training.loop import build_adamw
 
 
 def read_sentences(files: list[Path], seed: int) -> list[str]:
@@ -71,7 +72,7 @@ def pretrain_mlm(
     check_loading_info(info, str(model_dir), strict=True)
     encoded = tokenizer(read_sentences(text_files, seed), truncation=True, max_length=max_length)["input_ids"]
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mask_probability)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    optimizer = build_adamw(model, learning_rate=learning_rate, weight_decay=0.01)
     scheduler = get_linear_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
     generator = torch.Generator().manual_seed(seed)
     model.to(device).train()

@@ -5,7 +5,7 @@ from xstilts.config.schema import MixtureConfig
 from xstilts.errors import UserError
 from xstilts.config.loading import load_config
 from xstilts.experiments.phases import subsample
-from xstilts.formats.batching import shuffle_units, shuffled_examples, take
+from xstilts.formats.batching import example_units, shuffled_examples, take
 from xstilts.training.samplers import draw_tasks, task_probabilities
 
 SIZES = {"mnli": 400, "squad": 100, "copa": 25}
@@ -62,7 +62,7 @@ def test_mixture_validation():
 
 def test_multiple_choice_groups_stay_together():
     features = [{"group": g, "choice": c} for g in range(5) for c in range(3)]
-    assert shuffle_units(features)[1] == [3, 4, 5]
+    assert example_units(features)[1] == [3, 4, 5]
     stream = shuffled_examples(features, torch.Generator().manual_seed(0))
     batch = take(stream, 2)
     assert len(batch) == 6 and [f["group"] for f in batch[:3]] == [batch[0]["group"]] * 3
