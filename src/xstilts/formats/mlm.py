@@ -36,7 +36,7 @@ from transformers import PreTrainedTokenizerBase
 from xstilts.data.io import Example, numbered_lines
 from xstilts.errors import UserError
 from xstilts.formats.base import Feature
-from xstilts.formats.tagging import special_tokens
+from xstilts.formats.windows import SpecialTokens, consecutive_spans
 from xstilts.tasks.spec import TaskSpec
 
 IGNORE = -100
@@ -127,25 +127,22 @@ class MaskedLM:
     ) -> list[Feature]:
         if tokenizer.mask_token_id is None:
             raise UserError(f"task {spec.name!r}: the tokenizer has no mask token")
-        prefix, suffix, with_types = special_tokens(tokenizer)
-        size = max_length - len(prefix) - len(suffix)
+        frame = SpecialTokens.of(tokenizer)
+        size = frame.room(max_length)
         if size < 1:
             raise UserError(f"max_length {max_length} leaves no room for text next to the special tokens")
         encoded = tokenizer([example["text"] for example in examples], add_special_tokens=False, verbose=False)
         special_ids = set(tokenizer.all_special_ids)
         features = []
         for example_index, ids in enumerate(encoded["input_ids"]):
-            for window, start in enumerate(range(0, len(ids), size)):
+            for window, (start, end) in enumerate(consecutive_spans(len(ids), size)):
                 rng = np.random.default_rng([MASK_SEED, example_index, window])
                 inputs, labels = mask_tokens(
-                    ids[start : start + size], rng,
+                    ids[start:end], rng,
                     vocab_size=len(tokenizer), mask_id=tokenizer.mask_token_id, special_ids=special_ids,
                 )
-                input_ids = prefix + inputs + suffix
-                feature = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
-                if with_types:
-                    feature["token_type_ids"] = [0] * len(input_ids)
-                feature.update(labels=[IGNORE] * len(prefix) + labels + [IGNORE] * len(suffix), example_index=example_index)
+                feature = frame.inputs(inputs)
+                feature.update(labels=frame.pad(labels), example_index=example_index)
                 features.append(feature)
         return features
 

@@ -25,6 +25,7 @@ from xstilts.data.io import Example
 from xstilts.errors import UserError
 from xstilts.metrics import mlqa_em_f1, squad_em_f1
 from xstilts.formats.base import Feature
+from xstilts.formats.windows import model_inputs
 from xstilts.tasks.spec import Metric, TaskSpec
 
 N_BEST = 20  # start and end candidates per window (HF / XTREME run_squad)
@@ -162,7 +163,7 @@ class SpanQA:
                 tuple(offset) if sequence == 1 else None
                 for offset, sequence in zip(encoded["offset_mapping"][index], sequence_ids, strict=True)
             ]
-            feature = {key: encoded[key][index] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded}
+            feature = model_inputs(encoded, index)
             feature.update(
                 example_index=example_index,
                 offsets=offsets,

@@ -20,9 +20,8 @@ from xstilts.data.io import Example
 from xstilts.errors import UserError
 from xstilts.metrics import check_labelled, seqeval_f1, seqeval_precision, seqeval_recall
 from xstilts.formats.base import Feature
+from xstilts.formats.windows import IGNORE, SpecialTokens, owning_window, window_spans
 from xstilts.tasks.spec import TaskSpec
-
-IGNORE = -100
 
 
 class TokenTaggingHead(nn.Module):
@@ -35,43 +34,6 @@ class TokenTaggingHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.dropout(hidden))
-
-
-def window_spans(length: int, size: int) -> list[tuple[int, int]]:
-    """Overlapping [start, end) windows of at most `size` positions covering `length` positions.
-
-    Windows advance by half their size, so every position away from the sequence ends has at
-    least a quarter window of context on each side in some window; the last window is
-    aligned to the end.
-
-    Example:
-        >>> window_spans(10, 4)
-        [(0, 4), (2, 6), (4, 8), (6, 10)]
-    """
-    if length <= size:
-        return [(0, length)]
-    stride = max(1, size // 2)
-    starts = list(range(0, length - size, stride)) + [length - size]
-    return [(start, start + size) for start in starts]
-
-
-def owning_window(position: int, spans: list[tuple[int, int]]) -> int:
-    """The window that predicts `position`: most context on its poorer side, earliest on ties."""
-    best, best_context = -1, -1
-    for index, (start, end) in enumerate(spans):
-        if start <= position < end:
-            context = min(position - start, end - 1 - position)
-            if context > best_context:
-                best, best_context = index, context
-    return best
-
-
-def special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int], bool]:
-    """The ids the tokenizer puts before and after one sequence, and whether it emits token_type_ids."""
-    probe = tokenizer(["a"], is_split_into_words=True)
-    positions = [p for p, word in enumerate(probe.word_ids()) if word is not None]
-    ids = probe["input_ids"]
-    return ids[: positions[0]], ids[positions[-1] + 1 :], "token_type_ids" in probe
 
 
 def _subwords(words: list[str], tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int | None]]:
@@ -118,10 +80,10 @@ class Tagging:
         """
         if tokenizer.padding_side != "right":
             raise UserError("tagging needs a tokenizer that pads on the right (decode reads positions from the left)")
-        prefix, suffix, with_types = special_tokens(tokenizer)
-        size = max_length - len(prefix) - len(suffix)
+        frame = SpecialTokens.of(tokenizer)
+        size = frame.room(max_length)
         if size < 2:
-            raise UserError(f"max_length {max_length} leaves {size} subwords per window for tagging; use at least {len(prefix) + len(suffix) + 2}")
+            raise UserError(f"max_length {max_length} leaves {size} subwords per window for tagging; use at least {max_length - size + 2}")
         label_ids = {label: index for index, label in enumerate(spec.labels)}
         features = []
         for example_index, example in enumerate(examples):
@@ -130,17 +92,14 @@ class Tagging:
             spans = window_spans(len(ids), size)
             owner = {word: (owning_window(position, spans), position) for word, position in first.items()}
             for window, (start, end) in enumerate(spans):
-                word_index = [-1] * len(prefix) + [-1] * (end - start) + [-1] * len(suffix)
-                labels = [IGNORE] * len(word_index)
+                word_index = [-1] * (end - start)
                 for word, (owner_window, position) in owner.items():
                     if owner_window == window:
-                        word_index[len(prefix) + position - start] = word
-                        labels[len(prefix) + position - start] = label_ids[example["labels"][word]]
-                input_ids = prefix + ids[start:end] + suffix
-                feature = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
-                if with_types:
-                    feature["token_type_ids"] = [0] * len(input_ids)
-                feature.update(labels=labels, example_index=example_index, word_index=word_index)
+                        word_index[position - start] = word
+                feature = frame.inputs(ids[start:end])
+                if example["labels"] is not None:
+                    feature["labels"] = frame.pad([IGNORE if word < 0 else label_ids[example["labels"][word]] for word in word_index])
+                feature.update(example_index=example_index, word_index=frame.pad(word_index, fill=-1))
                 features.append(feature)
         return features
 
