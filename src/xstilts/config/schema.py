@@ -64,13 +64,17 @@ class TrainConfig(Strict):
     """Optimisation settings of one training phase."""
 
     learning_rate: PositiveFloat = Field(3e-5, description="peak AdamW learning rate")
-    batch_size: PositiveInt = Field(32, description="examples per optimiser step (before accumulation)")
+    batch_size: PositiveInt = Field(
+        32, description="examples per micro-batch, each with all its features (choices, windows); a step takes batch_size x grad_accum"
+    )
     grad_accum: PositiveInt = Field(1, description="batches accumulated per optimiser step")
-    epochs: PositiveFloat = Field(2.0, description="passes over the (largest) training set")
+    epochs: PositiveFloat = Field(
+        2.0, description="passes over the examples (not features) of all tasks of the phase, summed over tasks"
+    )
     max_steps: PositiveInt | None = Field(None, description="stop after this many optimiser steps")
     max_length: PositiveInt = Field(128, description="tokens per model input (classification truncates; tagging and QA split into windows)")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="linear warm-up share of the steps")
-    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (biases and LayerNorm weights are not decayed)")
     dropout: float | None = Field(None, ge=0.0, lt=1.0, description="head dropout (model default when unset)")
     freeze_embeddings: bool = Field(False, description="keep the word embeddings fixed while fine-tuning")
     max_train_examples: PositiveInt | None = Field(
@@ -94,11 +98,17 @@ class RetrievalConfig(Strict):
 
 
 class MixtureConfig(Strict):
-    """How the tasks of a multi-task phase share the optimisation steps."""
+    """How the tasks of a multi-task phase share the optimisation steps.
+
+    Task sizes are example counts (a multiple-choice example with four choices, or a QA example
+    split into three windows, is one example), for the proportional and temperature samplers alike.
+    """
 
     sampler: Sampler = Sampler.PROPORTIONAL
     temperature: PositiveFloat = Field(2.0, description="T of the temperature sampler, p ~ n^(1/T)")
-    example_cap: PositiveInt | None = Field(None, description="cap each task's size before computing p")
+    example_cap: PositiveInt | None = Field(
+        None, description="cap each task's example count (not features) at this before computing p"
+    )
     probabilities: dict[str, PositiveFloat] | None = Field(None, description="task -> p for the fixed sampler")
     mixing: Mixing = Mixing.TASK_PER_STEP
     dev_aggregation: DevAggregation = DevAggregation.EQUAL
