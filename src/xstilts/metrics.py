@@ -5,6 +5,8 @@ that numbers are comparable with published results:
 
 - tagging F1 is `seqeval.metrics.f1_score` in its default mode on the raw label sequences,
   POS tags included (seqeval then reads the first character of a tag as its chunk prefix);
+  tags that are not chunks at all (UD FEATS strings, CCG supertags) are scored by token
+  accuracy instead, as jiant does;
 - SQuAD v1.1 EM/F1 (XQuAD, TyDiQA-GoldP) and MLQA EM/F1 follow the official
   `evaluate-v1.1.py` and `mlqa_evaluation_v1.py` token by token;
 - BUCC F1 is computed over the set of (source id, target id) pairs;
@@ -127,6 +129,20 @@ def seqeval_precision(predictions: list[list[str]], labels: list[list[str]]) -> 
 def seqeval_recall(predictions: list[list[str]], labels: list[list[str]]) -> float:
     """Entity-level recall from `seqeval.metrics.recall_score`, as a fraction."""
     return _seqeval(recall_score, predictions, labels)
+
+
+def token_accuracy(predictions: list[list[str]], labels: list[list[str]]) -> float:
+    """Fraction of tokens whose predicted tag equals the gold tag, over all sentences.
+
+    For open tag inventories that are not BIO chunks (UD FEATS strings, CCG supertags),
+    where seqeval would read the first character of each tag as a chunk prefix.
+
+    Example:
+        >>> token_accuracy([["Number=Sing", "_"]], [["Number=Plur", "_"]])
+        0.5
+    """
+    _check_tagging(predictions, labels)
+    return accuracy(_flatten(predictions), _flatten(labels))
 
 
 # --- SQuAD v1.1 (XQuAD, TyDiQA-GoldP) --------------------------------------------------------

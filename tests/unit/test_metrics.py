@@ -45,6 +45,15 @@ def test_seqeval_reads_pos_tags_as_chunks():
     assert metrics.seqeval_f1([["SCONJ"]], [["CCONJ"]]) == 1.0
 
 
+def test_token_accuracy_counts_tags_not_chunks():
+    # FEATS strings: seqeval would read "N" as a chunk prefix; token accuracy compares whole tags.
+    pred = [["Number=Sing", "_", "Mood=Ind|Tense=Pres"], ["Number=Plur"]]
+    gold = [["Number=Plur", "_", "Mood=Ind|Tense=Pres"], ["Number=Plur"]]
+    assert metrics.token_accuracy(pred, gold) == 0.75
+    with pytest.raises(UserError, match="sentence 1"):
+        metrics.token_accuracy([["_"]], [["_", "_"]])
+
+
 def test_seqeval_rejects_length_mismatch():
     with pytest.raises(UserError, match="sentence 2"):
         metrics.seqeval_f1([["O"], ["O"]], [["O"], ["O", "O"]])

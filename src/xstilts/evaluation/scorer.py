@@ -290,6 +290,8 @@ def _score_tagging(prediction_file: Path, gold_file: Path, spec: TaskSpec, langu
                 f"{prediction_file}: sentence {number} has {len(pred)} labels, "
                 f"but {len(true)} tokens in {gold_file}"
             )
+    if spec.metric == Metric.TOKEN_ACCURACY:
+        return {"accuracy": metrics.token_accuracy(predictions, gold) * 100}
     return {
         "f1": metrics.seqeval_f1(predictions, gold) * 100,
         "precision": metrics.seqeval_precision(predictions, gold) * 100,
@@ -347,6 +349,7 @@ def _score_ranking(prediction_file: Path, gold_file: Path, spec: TaskSpec, langu
 _SCORERS: dict[Metric, Callable[[Path, Path, TaskSpec, str], dict]] = {
     Metric.ACCURACY: _score_accuracy,
     Metric.SEQEVAL_F1: _score_tagging,
+    Metric.TOKEN_ACCURACY: _score_tagging,
     Metric.SQUAD_EM_F1: _score_qa,
     Metric.MLQA_EM_F1: _score_qa,
     Metric.BUCC_F1: _score_bucc,

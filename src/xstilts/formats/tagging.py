@@ -1,5 +1,6 @@
 """Token tagging (UDPOS, PAN-X, and the UD FEATS / CCG intermediate tasks): one label per input
-word, scored by seqeval F1 on the official 0..100 scale.
+word, scored by seqeval F1 on the official 0..100 scale (UDPOS, PAN-X), or by token accuracy
+where the tags are not BIO chunks (UD FEATS strings, CCG supertags: `metric: token_accuracy`).
 
 Words are tokenised as pre-split words; the first subword of each word carries its label and
 the others are ignored (-100), as in XTREME's `utils_tag.py`. A sentence longer than the
@@ -18,10 +19,10 @@ from transformers import PreTrainedTokenizerBase
 
 from xstilts.data.io import Example
 from xstilts.errors import UserError
-from xstilts.metrics import check_labelled, seqeval_f1, seqeval_precision, seqeval_recall
+from xstilts.metrics import check_labelled, seqeval_f1, seqeval_precision, seqeval_recall, token_accuracy
 from xstilts.formats.base import Feature
 from xstilts.formats.windows import IGNORE, SpecialTokens, owning_window, window_spans
-from xstilts.tasks.spec import TaskSpec
+from xstilts.tasks.spec import Metric, TaskSpec
 
 
 class TokenTaggingHead(nn.Module):
@@ -130,8 +131,11 @@ class Tagging:
         return predictions
 
     def score(self, predictions: list, examples: list[Example], spec: TaskSpec) -> dict[str, float]:
+        """seqeval F1 (with precision and recall), or token accuracy where the spec asks for it."""
         gold = [example["labels"] for example in examples]
         check_labelled(gold, f"task {spec.name!r}")
+        if spec.metric is Metric.TOKEN_ACCURACY:
+            return {"accuracy": 100.0 * token_accuracy(predictions, gold)}
         return {
             "f1": 100.0 * seqeval_f1(predictions, gold),
             "precision": 100.0 * seqeval_precision(predictions, gold),

@@ -23,10 +23,12 @@ class Format(str, Enum):
 
 
 class Metric(str, Enum):
-    """Scorer-exact metrics (google-research/xtreme evaluate.py)."""
+    """Scorer-exact metrics (google-research/xtreme evaluate.py), plus token accuracy."""
 
     ACCURACY = "accuracy"
     SEQEVAL_F1 = "seqeval_f1"
+    # Tagging with tags that are not BIO chunks (UD FEATS, CCG supertags): jiant's accuracy.
+    TOKEN_ACCURACY = "token_accuracy"
     SQUAD_EM_F1 = "squad_em_f1"
     MLQA_EM_F1 = "mlqa_em_f1"
     BUCC_F1 = "bucc_f1"
@@ -93,6 +95,8 @@ class TaskSpec(BaseModel):
             extra = sorted(set(langs) - set(self.languages))
             if extra:
                 raise ValueError(f"benchmark {bench!r} lists languages not in languages: {extra}")
+        if self.metric is Metric.TOKEN_ACCURACY and self.format is not Format.TAGGING:
+            raise ValueError(f"metric token_accuracy scores tagging tasks, not format {self.format.value}")
         if self.format in (Format.PAIR_CLASSIFICATION, Format.SINGLE_CLASSIFICATION, Format.TAGGING):
             if len(self.labels) < 2 and self.labels_file is None:
                 raise ValueError(f"format {self.format.value} needs at least two labels")

@@ -219,6 +219,17 @@ def test_tagging_shape_mismatch_is_named(tmp_path, prediction, message):
                           registry=_registry("xtreme", {"udpos": ["de"]}))
 
 
+def test_token_accuracy_task_is_scored_per_token(tmp_path):
+    """A benchmark tagging task whose tags are not chunks (FEATS strings) gets token accuracy."""
+    feats = load_registry().get("ud-feats").model_copy(
+        update={"labels": ["_", "Number=Sing", "Number=Plur"], "labels_file": None, "benchmarks": {"xtreme": ["en"]}}
+    )
+    _write(tmp_path, {"pred/ud-feats/test-en.tsv": "Number=Sing\n_\n\nNumber=Plur\n_\n",
+                      "gold/ud-feats/test-en.tsv": "Number=Plur\n_\n\nNumber=Plur\n_\n"})
+    scores = score_predictions(tmp_path / "pred", tmp_path / "gold", "xtreme", registry=TaskRegistry([feats]))
+    assert scores["ud-feats"] == {"accuracy": {"en": 75.0}, "avg_accuracy": 75.0, "avg_metric": 75.0}
+
+
 def test_bucc_malformed_line_is_named(tmp_path):
     _write(tmp_path, {"pred/bucc2018/test-de.tsv": "de-1 en-1\n", "gold/bucc2018/test-de.tsv": "de-1\ten-1\n"})
     with pytest.raises(UserError, match=r"pred/bucc2018/test-de\.tsv:1: expected"):

@@ -9,9 +9,10 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import PreTrainedTokenizerFast
 
 from xstilts.errors import UserError
-from xstilts.evaluation.predict import pad_time_axis
+from xstilts.evaluation.predict import pad_time_axis, primary_score
 from xstilts.formats.tagging import IGNORE, TAGGING, owning_window, window_spans
 from xstilts.tasks.registry import load_registry
+from xstilts.tasks.spec import Metric
 from xstilts.formats.batching import collate
 
 PANX = load_registry().get("panx")
@@ -142,3 +143,19 @@ def test_score_is_seqeval_on_0_100_and_refuses_placeholders():
     assert scores == pytest.approx({"f1": 200 / 3, "precision": 100.0, "recall": 50.0})
     with pytest.raises(UserError, match="placeholder"):
         TAGGING.score([["O", "O"]], [example(["a", "b"], ["_", "_"])], PANX)
+
+
+@pytest.mark.parametrize("task", ["ud-feats", "ccg"])
+def test_feats_and_ccg_are_selected_and_reported_by_token_accuracy(task):
+    """Whole FEATS strings and CCG supertags are not BIO chunks: seqeval F1 reads their first
+    character as a chunk prefix (here 0.0 for FEATS and 40.0 for CCG, with three tags of four right)."""
+    labels = ["Number=Sing", "Number=Plur", "_"] if task == "ud-feats" else ["<UNK>", "NP", "S[dcl]\\NP", "NP/N"]
+    spec = load_registry().get(task).model_copy(update={"labels": labels, "labels_file": None})
+    gold = [labels[0], labels[1], labels[1], labels[2]]
+    predicted = [labels[1], labels[1], labels[1], labels[2]]
+    examples = [example(["a", "b", "c", "d"], gold)]
+    assert TAGGING.score([predicted], examples, spec) == {"accuracy": 75.0}
+    assert primary_score(TAGGING.score([predicted], examples, spec), spec) == 75.0
+    registry = load_registry()
+    assert registry.get("udpos").metric is registry.get("panx").metric is Metric.SEQEVAL_F1
+
