@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from xstilts.data.io import Example, check_label
 from xstilts.errors import UserError
 from xstilts.tasks.spec import TaskSpec
+
+logger = logging.getLogger(__name__)
 
 
 def hub_config_name(spec: TaskSpec, language: str) -> str | None:
@@ -31,12 +34,30 @@ def rename_row(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def check_hub_language(spec: TaskSpec, language: str) -> None:
+    """Fail at once when the hub source lacks this language (a preflight check, no download).
+
+    Raises:
+        UserError: one line naming the task and language, and saying to pass a local data dir.
+    """
+    if spec.hub is None:
+        raise UserError(f"task {spec.name!r} has no hub source; pass a local data dir (data.{spec.name}=DIR, or --data-dir)")
+    if not spec.hub.has_language(language):
+        raise UserError(
+            f"task {spec.name!r}: language {language!r} is not in its hub source {spec.hub.id!r}; "
+            f"pass a local data dir (data.{spec.name}=DIR, or --data-dir) or leave {language!r} out"
+        )
+
+
 def load_hub_examples(spec: TaskSpec, split: str, language: str) -> list[Example]:
-    """Load one split of one language from the hub (or a local hub-layout folder)."""
+    """Load one split of one language from the hub (or a local hub-layout folder).
+
+    Where one hub split mixes languages (`hub.id_prefixes`, TyDiQA-GoldP), only the rows of
+    `language` are kept: the English training rows, and one language's rows per scored split.
+    """
     import datasets  # heavy import, only when the hub is used
 
-    if spec.hub is None:
-        raise UserError(f"task {spec.name!r} has no hub source; give a data directory (data.{spec.name}=DIR)")
+    check_hub_language(spec, language)
     config = hub_config_name(spec, language)
     hub_split = spec.hub.splits.get(split, split)
     where = f"hub dataset {spec.hub.id!r} (config {config!r}, split {hub_split!r})"
@@ -46,6 +67,13 @@ def load_hub_examples(spec: TaskSpec, split: str, language: str) -> list[Example
         raise UserError(f"{where}: cannot load ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     if spec.hub.reader:
         return read_rows_with(spec.hub.reader, [dict(row) for row in rows], spec, where)
+    examples = keep_language(_hub_examples(rows, spec, split, language, where), spec, language, where)
+    if not examples:
+        raise UserError(f"{where}: no examples")
+    return examples
+
+
+def _hub_examples(rows: Any, spec: TaskSpec, split: str, language: str, where: str) -> list[Example]:
     examples = []
     for index, row in enumerate(rows):
         example = rename_row(class_label_names(dict(row), rows.features), spec.hub.columns)
@@ -60,6 +88,16 @@ def load_hub_examples(spec: TaskSpec, split: str, language: str) -> list[Example
             example["labels"] = [check_label(label, spec, f"{where} row {index}") for label in example["labels"]]
         examples.append(example)
     return examples
+
+
+def keep_language(examples: list[Example], spec: TaskSpec, language: str, where: str) -> list[Example]:
+    """The examples of one language of a split that mixes them, by id prefix (all without `id_prefixes`)."""
+    prefix = spec.hub.id_prefixes.get(language)
+    if prefix is None:
+        return examples
+    kept = [example for example in examples if example["id"].startswith(prefix)]
+    logger.info("%s: kept %d of %d rows with id prefix %r (language %s)", where, len(kept), len(examples), prefix, language)
+    return kept
 
 
 def class_label_names(row: dict[str, Any], features: Any) -> dict[str, Any]:

@@ -54,6 +54,12 @@ class HubSource(BaseModel):
     `columns` maps our field names to the hub's column names. With `reader`, the hub rows are
     parsed by that local reader instead (written out as jsonl, or csv for a `*_csv` reader),
     for formats whose examples are built from several columns (multiple choice).
+
+    Which languages the hub holds: `languages` where given (the hub's `xtreme` lacks most of
+    XTREME-R's additions); else, with `language_configs` and no `config` pattern, exactly the
+    languages listed there; else every language of the task. `id_prefixes` serves a config
+    that mixes languages in one split (TyDiQA-GoldP): a language's rows are those whose id
+    starts with its prefix, and a language without a prefix is not on the hub.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -62,7 +68,17 @@ class HubSource(BaseModel):
     splits: dict[str, str] = Field(default_factory=dict)
     columns: dict[str, str] = Field(default_factory=dict)
     language_configs: dict[str, str] = Field(default_factory=dict)
+    id_prefixes: dict[str, str] = Field(default_factory=dict)
+    languages: list[str] | None = None
     reader: str | None = None
+
+    def has_language(self, language: str) -> bool:
+        """Whether the hub source holds this language (see the class docstring)."""
+        if self.languages is not None and language not in self.languages:
+            return False
+        if self.id_prefixes and language not in self.id_prefixes:
+            return False
+        return bool(self.config) or not self.language_configs or language in self.language_configs
 
 
 class TaskSpec(BaseModel):
