@@ -37,3 +37,23 @@ def test_masked_only_loss_for_each_head_layout(model_class, config_class):
     labels[0, 0] = input_ids[0, 0]
     batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
     assert torch.allclose(masked_lm_loss(model, batch), model(**batch).loss, atol=1e-6)
+
+
+def test_adamw_groups_leave_biases_and_layernorm_undecayed(tiny_model, nli_fixture, tmp_path, monkeypatch):
+    built = []
+
+    class RecordingAdamW(torch.optim.AdamW):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(torch.optim, "AdamW", RecordingAdamW)
+    text = tmp_path / "en.txt"
+    text.write_text("\n".join(line.replace("\t", " ") for line in nli_fixture["corpus"][:64]) + "\n", encoding="utf-8")
+    pretrain_mlm(tiny_model, [text], tmp_path / "mlm", steps=1, batch_size=8)
+    decay = {group["weight_decay"]: group["params"] for group in built[0].param_groups}
+    # In a BERT masked LM every bias and LayerNorm weight is 1-D and every other parameter 2-D.
+    assert set(decay) == {0.0, 0.01}
+    assert {p.dim() for p in decay[0.0]} == {1} and {p.dim() for p in decay[0.01]} == {2}
+    model = BertForMaskedLM.from_pretrained(tiny_model)
+    assert len(decay[0.0]) + len(decay[0.01]) == len(list(model.parameters()))
