@@ -8,7 +8,8 @@ from xstilts.config.schema import MixtureConfig, Sampler
 
 
 def task_probabilities(sizes: dict[str, int], mixture: MixtureConfig) -> list[float]:
-    """Probability of drawing each task (in the order of `sizes`), given training-set sizes.
+    """Probability of drawing each task (in the order of `sizes`), given each task's number of
+    training examples (not features: a four-choice example or a QA example in three windows is one).
 
     Example:
         >>> task_probabilities({"mnli": 400, "squad": 100}, MixtureConfig(sampler="temperature", temperature=2))
