@@ -14,7 +14,7 @@ from xstilts.experiments.run import run_experiment
 from xstilts.experiments.store import ResultsStore
 from xstilts.formats.mlm import MLM
 from xstilts.models.multitask import MultiTaskModel
-from xstilts.models.sources import load_encoder
+from xstilts.models.sources import load_masked_lm
 from xstilts.tasks.registry import load_registry
 
 pytestmark = pytest.mark.slow
@@ -42,11 +42,10 @@ def write_text(root, n_train=100, n_dev=40):
 
 
 def untrained_mlm_accuracy(model_dir, spec, data_dir, cache_dir) -> float:
-    """MLM dev accuracy of the start model with a fresh head, on the same (deterministic) features."""
-    encoder, tokenizer = load_encoder(str(model_dir), cache_dir)
-    torch.manual_seed(0)
-    head = MLM.build_head(encoder.config.hidden_size, spec, dropout=0.1)
-    head.bind_encoder(encoder)
+    """MLM dev accuracy of the start model with its own MLM head (where phase 2 starts), on the
+    same (deterministic) features."""
+    encoder, tokenizer, head, reason = load_masked_lm(str(model_dir), cache_dir)
+    assert head is not None, reason
     model = MultiTaskModel(encoder, {spec.head_name: head})
     examples = load_examples(spec, "dev", "en", data_dir)
     features = MLM.featurize(examples, tokenizer, spec, MAX_LENGTH)

@@ -26,8 +26,9 @@ from xstilts.experiments.fingerprint import hash_json, hash_tree
 from xstilts.experiments.store import ResultsStore
 from xstilts.results import ResultRow
 from xstilts.formats.base import get_format
+from xstilts.formats.mlm import MaskedLMHead
 from xstilts.models.multitask import MultiTaskModel
-from xstilts.models.sources import resolve_model_source, load_encoder
+from xstilts.models.sources import load_encoder, load_masked_lm, resolve_model_source
 from xstilts.tasks.registry import TaskRegistry
 from xstilts.tasks.spec import Format, TaskSpec
 from xstilts.training.checkpoint import HeadInfo, LoadedCheckpoint, is_checkpoint, load_checkpoint, save_checkpoint
@@ -60,16 +61,39 @@ class RunContext:
 
 
 def load_start(source: str, handoff: HandOff, wanted: dict[str, TaskSpec], ctx: RunContext, dropout: float) -> LoadedCheckpoint:
-    """A phase's starting weights: an xstilts checkpoint (through the hand-off) or a pretrained model."""
+    """A phase's starting weights: an xstilts checkpoint (through the hand-off) or a pretrained model.
+
+    From a pretrained model, a masked-LM task in `wanted` keeps the model's own pretrained MLM
+    head: a new head would send random gradients into the encoder from the first step. A
+    model without one (a bare encoder such as the packaged e5) gets a new head in
+    add_missing_heads, and the console says so.
+    """
     if is_checkpoint(source):
         return load_checkpoint(Path(source), handoff, wanted, ctx.store.cache_dir, dropout=dropout)
-    encoder, tokenizer = load_encoder(source, ctx.store.cache_dir)
-    return LoadedCheckpoint(model=MultiTaskModel(encoder), tokenizer=tokenizer)
+    masked_lm = list(dict.fromkeys(spec.head_name for spec in wanted.values() if spec.format is Format.MLM))
+    if not masked_lm:
+        encoder, tokenizer = load_encoder(source, ctx.store.cache_dir)
+        return LoadedCheckpoint(model=MultiTaskModel(encoder), tokenizer=tokenizer)
+    encoder, tokenizer, head, reason = load_masked_lm(source, ctx.store.cache_dir)
+    loaded = LoadedCheckpoint(model=MultiTaskModel(encoder), tokenizer=tokenizer)
+    if head is None:
+        ctx.console.print(f"model {source!r} has no pretrained masked-LM head to keep ({reason}): "
+                          f"new, randomly initialised head for {', '.join(masked_lm)}")
+        return loaded
+    for name in masked_lm:
+        # Every masked-LM head name starts from its own copy of the pretrained head.
+        copy = MaskedLMHead(encoder.config.hidden_size)
+        copy.bind_encoder(encoder)
+        copy.load_state_dict(head.state_dict())
+        loaded.model.heads[name] = copy
+    ctx.console.print(f"model {source!r}: masked-LM head {', '.join(masked_lm)} starts from its pretrained head")
+    return loaded
 
 
 def add_missing_heads(loaded: LoadedCheckpoint, specs: list[TaskSpec], dropout: float) -> None:
-    """Build the heads the tasks need; a head that shares encoder weights (the MLM head's
-    decoder is the input embedding matrix) is bound to the encoder here."""
+    """Build the heads the tasks need that the start did not bring (load_start keeps a
+    pretrained MLM head); a head that shares encoder weights (the MLM head's decoder is the
+    input embedding matrix) is bound to the encoder here."""
     for spec in specs:
         if spec.head_name not in loaded.model.heads:
             head = get_format(spec.format).build_head(loaded.model.hidden_size, spec, dropout)
@@ -178,7 +202,7 @@ def run_intermediate_phase(ctx: RunContext) -> tuple[Path, list[ResultRow]]:
         ctx.console.print(f"phase 2: reusing checkpoint {key} ({existing})")
         return existing, []
     dropout = phase.train.dropout if phase.train.dropout is not None else 0.1
-    loaded = load_start(ctx.config.model, HandOff.ENCODER_ONLY, {}, ctx, dropout)
+    loaded = load_start(ctx.config.model, HandOff.ENCODER_ONLY, {s.head_name: s for s in specs}, ctx, dropout)
     add_missing_heads(loaded, specs, dropout)
     result = train_phase(loaded, specs, phase.train, ctx, phase.mixture, phase.max_examples, languages)
     path = ctx.store.checkpoints_dir / f"phase2-{key}"

@@ -13,11 +13,14 @@ the mask token, 10% a uniformly random vocabulary id, 10% stay unchanged (the re
 transformers' DataCollatorForLanguageModeling). Labels are -100 except at selected
 positions. A long line is cut into consecutive windows, never truncated.
 
-The head is the BERT prediction head (dense + GELU + LayerNorm) followed by a decoder tied
-to the encoder's input embeddings: the head alone is built from `hidden_size`, so the run
-binds it to the encoder (`bind_encoder`) before training. Tying needs no vocabulary-sized
-matrix of its own, and the checkpoint's head file holds only the dense and norm weights.
-Unlike BERT's head there is no per-token output bias; with `freeze_embeddings` the tied
+The head is the BERT prediction head: a transform (dense + activation + LayerNorm), a decoder
+tied to the encoder's input embeddings, and a per-token output bias. The head alone is built
+from `hidden_size`; binding it to the encoder (`bind_encoder`, before training or loading)
+ties the decoder, sizes the bias to the vocabulary and takes the activation and LayerNorm
+epsilon from the encoder's config, as BERT's, RoBERTa's and DistilBERT's own heads do. Tying
+needs no vocabulary-sized matrix of its own: the checkpoint's head file holds the transform
+and the bias, never the embedding matrix again. A start model's own pretrained head is
+copied into this class (models.sources.load_masked_lm); with `freeze_embeddings` the tied
 decoder is frozen too. To keep evaluation outputs small
 (a split's outputs are concatenated), the head returns per position only the gold token's
 log-probability and the predicted token id, computed at masked positions.
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
+from transformers.activations import ACT2FN
 
 from xstilts.data.io import Example, numbered_lines
 from xstilts.errors import UserError
@@ -87,7 +91,8 @@ def mask_tokens(
 
 
 class MaskedLMHead(nn.Module):
-    """Dense + GELU + LayerNorm, then logits against the (tied) input embeddings at masked positions.
+    """Transform (dense + activation + LayerNorm), then logits against the tied input embeddings
+    plus the output bias, at masked positions only.
 
     Output [batch, time, 2]: the gold token's log-probability and the predicted id, zero
     where nothing is masked.
@@ -97,20 +102,40 @@ class MaskedLMHead(nn.Module):
         super().__init__()
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.layer_norm = nn.LayerNorm(hidden_size, eps=1e-12)
+        # Vocabulary-sized, so it is created when the head is bound to an encoder.
+        self.register_parameter("bias", None)
+        self.activation: nn.Module = ACT2FN["gelu"]
         # A tuple, so the shared embedding is neither a submodule nor saved with the head.
         self._embeddings: tuple[nn.Embedding, ...] = ()
 
     def bind_encoder(self, encoder: nn.Module) -> None:
-        """Tie the decoder to `encoder`'s input embeddings (called by the run when the head is added)."""
-        self._embeddings = (encoder.get_input_embeddings(),)
+        """Tie the decoder to `encoder`'s input embeddings, size the bias (zeros, as BERT's) and
+        take the activation and LayerNorm epsilon from its config (BERT and RoBERTa: `hidden_act`,
+        `layer_norm_eps`; DistilBERT: `activation`). Called before a saved head is loaded."""
+        embeddings = encoder.get_input_embeddings()
+        config = getattr(encoder, "config", None)
+        activation = getattr(config, "hidden_act", None) or getattr(config, "activation", None) or "gelu"
+        self.activation = ACT2FN[activation] if isinstance(activation, str) else activation
+        self.layer_norm.eps = getattr(config, "layer_norm_eps", 1e-12)
+        vocabulary = embeddings.weight.shape[0]
+        if self.bias is None:
+            weight = embeddings.weight
+            self.bias = nn.Parameter(torch.zeros(vocabulary, dtype=weight.dtype, device=weight.device))
+        elif self.bias.shape != (vocabulary,):
+            raise ValueError(f"MLM head bias has {self.bias.shape[0]} entries, the encoder's vocabulary {vocabulary}")
+        self._embeddings = (embeddings,)
 
-    def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits of `[..., hidden]` states (float32)."""
         if not self._embeddings:
             raise RuntimeError("the MLM head is not bound to an encoder (MaskedLMHead.bind_encoder)")
+        states = self.layer_norm(self.activation(self.dense(hidden)))
+        return (states @ self._embeddings[0].weight.t() + self.bias).float()
+
+    def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         labels = batch["labels"]
         masked = labels != IGNORE
-        states = self.layer_norm(nn.functional.gelu(self.dense(hidden[masked])))
-        logits = (states @ self._embeddings[0].weight.t()).float()
+        logits = self.logits(hidden[masked])
         gold = logits.log_softmax(dim=-1).gather(1, labels[masked].unsqueeze(1)).squeeze(1)
         output = torch.zeros(*labels.shape, 2, device=hidden.device, dtype=torch.float32)
         output[masked] = torch.stack([gold, logits.argmax(dim=-1).float()], dim=-1)
@@ -120,7 +145,7 @@ class MaskedLMHead(nn.Module):
 class MaskedLM:
     """The TaskFormat for text -> its own masked tokens."""
 
-    version = 1
+    version = 2  # 2: the head has BERT's output bias (checkpoints of version 1 lack it)
 
     def featurize(
         self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, spec: TaskSpec, max_length: int

@@ -1,24 +1,42 @@
 """Model sources: a hub id, a local directory, or `packaged:NAME`; every load is checked.
 
 jiant silently ignored weights that failed to load (#1327/#1329). Here a missing or
-unexpected key is an error, with two documented exceptions for *start* models: the
-pretraining head of a masked-LM checkpoint (`cls.`, `lm_head.`) is dropped on purpose,
-and a pooler absent from such a checkpoint is allowed because no xstilts head reads it.
+unexpected key is an error, with documented exceptions for *start* models: a pooler absent
+from a checkpoint is allowed because no xstilts head reads it, and heads the loaded class
+has no place for (`cls.`, `lm_head.`: pretraining heads when loading the encoder alone; the
+next-sentence head and pooler when loading a masked LM) are left out on purpose.
+
+A phase that trains masked-LM from a pretrained model keeps that model's own MLM head
+(`load_masked_lm`): a random head would send random gradients into the encoder from step one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 import transformers
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel,
+                          PreTrainedTokenizerBase)
 
 from xstilts.errors import UserError
+from xstilts.formats.mlm import MaskedLMHead
 
 PACKAGED_PREFIX = "packaged:"
 PRETRAINING_HEAD_PREFIXES = ("cls.", "lm_head.")
 UNUSED_POOLER_PREFIX = "pooler."
+# Parts of a pretraining checkpoint a masked LM has no place for: BERT's next-sentence head.
+UNUSED_BY_MASKED_LM = ("cls.seq_relationship.",)
+# Where the pretrained MLM head's transform and output bias live, per architecture family:
+# (dense, LayerNorm, bias). The decoder is the tied input embedding matrix in all of them.
+MLM_HEAD_LAYOUTS = (
+    ("cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm", "cls.predictions.bias"),  # BERT
+    ("lm_head.dense", "lm_head.layer_norm", "lm_head.bias"),  # RoBERTa, XLM-R, CamemBERT
+    ("vocab_transform", "vocab_layer_norm", "vocab_projector.bias"),  # DistilBERT
+)
 
 
 def resolve_model_source(source: str, cache_dir: Path) -> str:
@@ -54,6 +72,24 @@ def check_loading_info(info: dict, source: str, strict: bool) -> None:
         raise UserError(f"model {source!r}: weights do not match the architecture ({'; '.join(problems)})")
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' own loading report: we check it ourselves and fail on problems,
+    and its warnings would otherwise be printed for users to learn to ignore."""
+    previous = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(previous)
+
+
+def cannot_load(source: str, exc: OSError) -> UserError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UserError(f"model {source!r}: cannot load ({first})")
+
+
 def load_encoder(
     source: str, cache_dir: Path, strict: bool = False
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -63,18 +99,102 @@ def load_encoder(
         >>> encoder, tokenizer = load_encoder("xlm-roberta-large", cache_dir=Path("~/.cache/xstilts"))
     """
     resolved = resolve_model_source(source, cache_dir)
-    # We check the loading report ourselves and fail on problems; transformers' own
-    # report would otherwise print warnings users learn to ignore.
-    previous = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    try:
-        encoder, info = AutoModel.from_pretrained(resolved, output_loading_info=True)
-        tokenizer = AutoTokenizer.from_pretrained(resolved)
-    except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"model {source!r}: cannot load ({first})") from None
-    finally:
-        transformers.logging.set_verbosity(previous)
+    with quiet_transformers():
+        try:
+            encoder, info = AutoModel.from_pretrained(resolved, output_loading_info=True)
+            tokenizer = AutoTokenizer.from_pretrained(resolved)
+        except OSError as exc:
+            raise cannot_load(source, exc) from None
     check_loading_info(info, source, strict=strict)
     return encoder, tokenizer
+
+
+def load_masked_lm(
+    source: str, cache_dir: Path
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, MaskedLMHead | None, str]:
+    """The encoder, its tokenizer and the start model's own pretrained MLM head, for a phase
+    that continues masked-LM training.
+
+    The encoder is loaded exactly as `load_encoder` loads it (same class, same checks). The
+    model is then loaded once more through AutoModelForMaskedLM, its loading report checked,
+    and its head (transform + output bias; the decoder is the tied embedding matrix) copied
+    into the MLM format's head, bound to the encoder. The copy must reproduce the model's own
+    logits on a probe input, so a head xstilts cannot represent is never kept half right.
+
+    Returns:
+        (encoder, tokenizer, head, reason): `head` is None when the model has no pretrained
+        MLM head xstilts can keep (e.g. a bare encoder such as the packaged e5), and `reason`
+        then says why in a few words.
+
+    Raises:
+        UserError: the weights do not match the architecture, or hold only part of a head.
+
+    Example:
+        >>> encoder, tokenizer, head, _ = load_masked_lm("xlm-roberta-base", Path("~/.cache/xstilts"))
+    """
+    encoder, tokenizer = load_encoder(source, cache_dir)
+    resolved = resolve_model_source(source, cache_dir)
+    with quiet_transformers():
+        try:
+            masked_lm, info = AutoModelForMaskedLM.from_pretrained(resolved, output_loading_info=True)
+        except ValueError:  # transformers has no masked-LM class for this architecture
+            return encoder, tokenizer, None, f"{encoder.config.model_type} has no masked-LM class in transformers"
+        except OSError as exc:
+            raise cannot_load(source, exc) from None
+    base_prefix = f"{masked_lm.base_model_prefix}."
+    missing_head = [key for key in info.get("missing_keys", ()) if not key.startswith(base_prefix)]
+    check_loading_info(
+        {
+            "missing_keys": [key for key in info.get("missing_keys", ()) if key.startswith(base_prefix)],
+            "unexpected_keys": [key for key in info.get("unexpected_keys", ()) if not _unused_by_masked_lm(key)],
+            "mismatched_keys": info.get("mismatched_keys", ()),
+        },
+        source,
+        strict=True,
+    )
+    head, reason = _copy_head(masked_lm, missing_head, source)
+    if head is not None:
+        head.bind_encoder(encoder)
+        reason = _check_logits(masked_lm, encoder, head) or reason
+        head = head if reason == "" else None
+    return encoder, tokenizer, head, reason
+
+
+def _unused_by_masked_lm(key: str) -> bool:
+    return key.startswith(UNUSED_BY_MASKED_LM) or f".{UNUSED_POOLER_PREFIX}" in f".{key}"
+
+
+def _copy_head(masked_lm: PreTrainedModel, missing: list[str], source: str) -> tuple[MaskedLMHead | None, str]:
+    """The model's head in the MLM format's class, or (None, why not)."""
+    names = {name for name, _ in masked_lm.named_parameters(remove_duplicate=False)}
+    layout = next((paths for paths in MLM_HEAD_LAYOUTS if f"{paths[0]}.weight" in names), None)
+    if layout is None:
+        return None, f"its masked-LM class {type(masked_lm).__name__} has no BERT-style prediction head"
+    head_keys = {f"{layout[0]}.weight", f"{layout[0]}.bias", f"{layout[1]}.weight", f"{layout[1]}.bias", layout[2]}
+    if head_keys <= set(missing):
+        return None, "its weights hold no masked-LM head"
+    if missing:
+        raise UserError(f"model {source!r}: the masked-LM head is incomplete (missing {', '.join(sorted(missing)[:5])})")
+    dense, norm = masked_lm.get_submodule(layout[0]), masked_lm.get_submodule(layout[1])
+    head = MaskedLMHead(dense.in_features)
+    with torch.no_grad():
+        head.dense.load_state_dict(dense.state_dict())
+        head.layer_norm.load_state_dict(norm.state_dict())
+        head.bias = torch.nn.Parameter(masked_lm.get_parameter(layout[2]).detach().clone())
+    return head, ""
+
+
+def _check_logits(masked_lm: PreTrainedModel, encoder: PreTrainedModel, head: MaskedLMHead) -> str:
+    """'' when encoder + head give the masked LM's own logits on a probe input, else why not."""
+    vocabulary = masked_lm.get_input_embeddings().weight.shape[0]
+    probe = torch.arange(8).unsqueeze(0) * (vocabulary // 8) + 5
+    masked_lm.eval()
+    was_training = encoder.training
+    encoder.eval()
+    with torch.no_grad():
+        expected = masked_lm(input_ids=probe).logits
+        actual = head.logits(encoder(input_ids=probe).last_hidden_state)
+    encoder.train(was_training)
+    if torch.allclose(actual, expected.float(), atol=1e-4, rtol=1e-4):
+        return ""
+    return "its masked-LM head is not the tied-decoder head xstilts trains (other logits)"

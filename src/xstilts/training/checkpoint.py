@@ -104,7 +104,7 @@ def load_checkpoint(
         spec = wanted.get(name)
         matches = spec is not None and (info["format"], info["labels"]) == (spec.format.value, list(spec.labels))
         if handoff is HandOff.ENCODER_AND_MATCHING_HEADS and matches:
-            model.heads[name] = load_head(name, spec, tensors, encoder.config.hidden_size, dropout, path)
+            model.heads[name] = load_head(name, spec, tensors, encoder, dropout, path)
             loaded.kept_heads.append(name)
         else:
             loaded.dropped_heads.append(name)
@@ -112,8 +112,13 @@ def load_checkpoint(
     return loaded
 
 
-def load_head(name: str, spec: TaskSpec, tensors: dict, hidden_size: int, dropout: float, path: Path) -> nn.Module:
-    head = get_format(Format(spec.format)).build_head(hidden_size, spec, dropout)
+def load_head(name: str, spec: TaskSpec, tensors: dict, encoder: nn.Module, dropout: float, path: Path) -> nn.Module:
+    head = get_format(Format(spec.format)).build_head(encoder.config.hidden_size, spec, dropout)
+    # A head that shares encoder weights is bound first: the MLM head's vocabulary-sized
+    # output bias exists only once it knows the encoder's vocabulary.
+    bind = getattr(head, "bind_encoder", None)
+    if bind is not None:
+        bind(encoder)
     prefix = f"{name}."
     state = {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
     result = head.load_state_dict(state, strict=False)

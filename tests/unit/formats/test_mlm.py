@@ -1,6 +1,7 @@
 """MLM format: seeded static masking (rates, determinism, special tokens), windows, tied head, decode and score."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from torch import nn
 from transformers import PreTrainedTokenizerFast
+from transformers.activations import ACT2FN
 
 from xstilts.errors import UserError
 from xstilts.formats.mlm import IGNORE, MLM, mask_tokens, read_text_lines
@@ -110,12 +112,16 @@ def test_tied_head_outputs_gold_log_prob_and_prediction(tokenizer):
     with pytest.raises(RuntimeError, match="not bound"):
         head(torch.zeros(1, 3, 8), {"labels": torch.tensor([[IGNORE, 5, IGNORE]])})
     head.bind_encoder(encoder)
-    assert set(head.state_dict()) == {"dense.weight", "dense.bias", "layer_norm.weight", "layer_norm.bias"}
+    # The decoder is the embedding matrix: the head saves its transform and output bias only.
+    assert set(head.state_dict()) == {"dense.weight", "dense.bias", "layer_norm.weight", "layer_norm.bias", "bias"}
+    assert head.bias.shape == (len(VOCAB),) and not head.bias.any()
+    with torch.no_grad():
+        head.bias.copy_(torch.randn(len(VOCAB)))
     hidden = torch.randn(2, 3, 8)
     labels = torch.tensor([[IGNORE, 5, IGNORE], [7, IGNORE, IGNORE]])
     output = head(hidden, {"labels": labels})
     states = head.layer_norm(nn.functional.gelu(head.dense(hidden)))
-    log_probs = (states @ embeddings.weight.t()).log_softmax(-1)
+    log_probs = (states @ embeddings.weight.t() + head.bias).log_softmax(-1)
     assert output.shape == (2, 3, 2) and output[0, 0].tolist() == [0.0, 0.0]
     assert torch.allclose(output[0, 1, 0], log_probs[0, 1, 5]) and output[0, 1, 1] == log_probs[0, 1].argmax()
     assert torch.allclose(output[1, 0, 0], log_probs[1, 0, 7])
@@ -123,6 +129,23 @@ def test_tied_head_outputs_gold_log_prob_and_prediction(tokenizer):
     assert torch.allclose(loss, -(log_probs[0, 1, 5] + log_probs[1, 0, 7]) / 2)
     loss.backward()
     assert embeddings.weight.grad is not None and embeddings.weight.grad.abs().sum() > 0  # the decoder is tied
+    assert head.bias.grad is not None and head.bias.grad[[5, 7]].abs().sum() > 0
+
+
+def test_head_takes_activation_and_norm_epsilon_from_the_encoder_config():
+    # As BERT's and XLM-R's own heads (hidden_act, layer_norm_eps), and DistilBERT's (activation).
+    embeddings = nn.Embedding(len(VOCAB), 8)
+    for config, activation, eps in (
+        (SimpleNamespace(hidden_act="relu", layer_norm_eps=1e-5), nn.ReLU, 1e-5),
+        (SimpleNamespace(activation="gelu"), type(ACT2FN["gelu"]), 1e-12),
+    ):
+        encoder = SimpleNamespace(get_input_embeddings=lambda: embeddings, config=config)
+        head = MLM.build_head(8, SPEC, dropout=0.1)
+        head.bind_encoder(encoder)
+        assert isinstance(head.activation, activation) and head.layer_norm.eps == eps
+    wrong = nn.Embedding(len(VOCAB) + 1, 8)
+    with pytest.raises(ValueError, match="bias has 19 entries, the encoder's vocabulary 20"):
+        head.bind_encoder(SimpleNamespace(get_input_embeddings=lambda: wrong, config=None))
 
 
 def test_decode_and_score_hand_computed():
