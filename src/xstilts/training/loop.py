@@ -119,6 +119,20 @@ def micro_batch_counts(step_draws: list[int], micro: int, batch_size: int, mixin
     return {index: chunk.count(index) for index in sorted(set(chunk))}
 
 
+def accumulate_gradients(
+    model, tasks, streams, step_draws: list[int], cfg: TrainConfig, mixing: Mixing, *, tokenizer, device, precision
+) -> tuple[torch.Tensor, set[int]]:
+    """Backward over the `grad_accum` micro-batches of one step; returns the step's loss (the mean
+    over its micro-batches, as its gradient is) and the tasks it trained."""
+    step_loss, trained = torch.zeros((), device=device), set()
+    for micro in range(cfg.grad_accum):
+        counts = micro_batch_counts(step_draws, micro, cfg.batch_size, mixing)
+        loss = micro_batch_loss(model, tasks, streams, counts, tokenizer=tokenizer, device=device, precision=precision)
+        (loss / cfg.grad_accum).backward()
+        step_loss, trained = step_loss + loss.detach().float() / cfg.grad_accum, trained | set(counts)
+    return step_loss, trained
+
+
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of the weights in host memory: early stopping keeps one without a second model on the device."""
     return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
@@ -157,13 +171,9 @@ def train_model(
 
     for step in range(1, steps + 1):
         step_draws = draws[(step - 1) * per_step : step * per_step]
-        step_loss, trained = 0.0, set()
-        for micro in range(cfg.grad_accum):
-            counts = micro_batch_counts(step_draws, micro, cfg.batch_size, mixture.mixing)
-            loss = micro_batch_loss(model, tasks, streams, counts, tokenizer=tokenizer, device=device, precision=precision)
-            (loss / cfg.grad_accum).backward()
-            # The step's loss is the mean over its micro-batches, as its gradient is.
-            step_loss, trained = step_loss + loss.detach() / cfg.grad_accum, trained | set(counts)
+        step_loss, trained = accumulate_gradients(
+            model, tasks, streams, step_draws, cfg, mixture.mixing, tokenizer=tokenizer, device=device, precision=precision
+        )
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         scheduler.step()
