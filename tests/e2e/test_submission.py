@@ -51,3 +51,34 @@ def test_export_of_an_unknown_run_suggests(monkeypatch, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2 and "did you mean 'exp-1'" in capsys.readouterr().err
+
+
+def test_unlabelled_test_files_are_predicted_exported_and_never_scored(monkeypatch, capsys, tmp_path, tiny_model):
+    """XTREME withholds test labels: XNLI test tsv without a label column is predicted on, its
+    predictions are exported for the leaderboard, and no result row is stored for it."""
+    languages = ("en", "de", "fr")
+    fixture = write_fixture(tmp_path / "data", n_train=600, n_eval=40, languages=languages)
+    withheld = {}
+    for language in languages:
+        path = fixture["xnli"] / f"test-{language}.tsv"
+        lines = path.read_text().splitlines()
+        withheld[language] = [line.rsplit("\t", 1)[1] for line in lines]
+        path.write_text("".join(line.rsplit("\t", 1)[0] + "\n" for line in lines))
+    store = tmp_path / "store"
+    train = {"epochs": 3, "learning_rate": 2e-3, "batch_size": 32, "max_length": 64}
+    config = {"name": "xnli-unlabelled", "model": str(tiny_model), "data": {"xnli": str(fixture["xnli"])},
+              "target": {"task": "xnli", "train": train, "languages": list(languages), "eval_splits": ["dev", "test"]}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
+    cli(monkeypatch, capsys, "run", tmp_path / "exp.yaml", "--store", store)
+    run = ResultsStore(store).runs()[0]["run"]
+    rows = [row for row in ResultsStore(store).results(run) if row.phase == "target"]
+    assert {(row.split, row.language) for row in rows} == {("dev", language) for language in languages}
+
+    cli(monkeypatch, capsys, "export-submission", run, tmp_path / "submission", "--store", store)
+    exported = {language: (tmp_path / "submission" / "xnli" / f"test-{language}.tsv").read_text().splitlines()
+                for language in languages}
+    labels = load_registry().get("xnli").labels
+    assert all(len(exported[lang]) == 40 and set(exported[lang]) <= set(labels) for lang in languages)
+    # The predictions are the model's: against the withheld gold, every language is above chance (1/3).
+    accuracy = {lang: sum(p == g for p, g in zip(exported[lang], withheld[lang], strict=True)) / 40 for lang in languages}
+    assert min(accuracy.values()) > 0.6, accuracy

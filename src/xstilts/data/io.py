@@ -10,6 +10,10 @@ Example schemas by format:
 - multiple choice: `id, context, question, choices: list[str], label: int` (index of the answer)
 - span QA: `id, context, question, answers: [{text, answer_start}], is_impossible: bool`
 - tagging: `id, tokens: list[str], labels: list[str]`
+
+An example of an unlabelled test file (XTREME withholds its test labels) carries `label: None`
+(classification) or `labels: None` (tagging): it is predicted on and exported, never trained
+on or scored (see `is_labelled` and `data.loading.load_examples`).
 """
 
 from __future__ import annotations
@@ -58,6 +62,11 @@ def check_label(label: Any, spec: TaskSpec, where: str) -> str:
             f"expected one of {spec.labels}"
         )
     return text
+
+
+def is_labelled(example: Example) -> bool:
+    """False for an example of an unlabelled file (its `label` or `labels` is None)."""
+    return all(example.get(field, True) is not None for field in ("label", "labels"))
 
 
 def resolve_pattern(path: Path) -> Path:

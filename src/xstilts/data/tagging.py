@@ -1,9 +1,11 @@
 """Readers for token-tagging files: the XTREME tsv layout (UDPOS, PAN-X) and CoNLL-U (UD originals).
 
 Both return examples `{"id", "tokens": list[str], "labels": list[str]}` with one label per
-token, every label checked against the task's label list. Tagging data is only ever read to
-train or to score, so a token without a label is an error, never a silently blank label
-(placeholder test labels scored as real: xtreme issue #24).
+token, every label checked against the task's label list. A token without a label in a
+labelled file is an error, never a silently blank label, and a file whose labels are all
+placeholders is refused (placeholder test labels scored as real: xtreme issue #24). An XTREME
+test file of tokens only (labels withheld) is read as unlabelled: `labels` is None, and such
+examples are only predicted on, never trained on or scored.
 """
 
 from __future__ import annotations
@@ -68,21 +70,28 @@ def read_xtreme_tagging_tsv(path: Path, spec: TaskSpec) -> list[Example]:
     """UDPOS / PAN-X in the XTREME layout: `token\\tlabel` per line, a blank line between sentences.
 
     A `lang:` prefix on every token (raw PAN-X, e.g. `en:Paris`) is stripped when `lang` is
-    one of the task's languages. Token-only lines (XTREME's unlabelled test files) are refused.
+    one of the task's languages. A file of tokens only (XTREME's test files) is unlabelled:
+    every example's `labels` is None; a file mixing both kinds of line is an error.
     """
     path = resolve_pattern(path)
     sentences = _tsv_sentences(path)
     prefix = _file_prefix(sentences, spec)
+    labelled = bool(sentences) and sentences[0][0][2] is not None
     examples = []
     for index, sentence in enumerate(sentences):
         tokens, labels = [], []
         for number, token, label in sentence:
-            if label is None:
-                raise UserError(f"{path}:{number}: token without a label; unlabelled data cannot be trained on or scored")
+            if (label is not None) != labelled:
+                raise UserError(
+                    f"{path}:{number}: token without a label; unlabelled data has no label on any line"
+                    if labelled else f"{path}:{number}: a label in a file whose first token has none (unlabelled data)"
+                )
             tokens.append(token[len(prefix):])
-            labels.append(check_label(label, spec, f"{path}:{number}"))
-        examples.append({"id": f"{path.name}-{index}", "tokens": tokens, "labels": labels})
-    _check_labelled(examples, path)
+            if labelled:
+                labels.append(check_label(label, spec, f"{path}:{number}"))
+        examples.append({"id": f"{path.name}-{index}", "tokens": tokens, "labels": labels if labelled else None})
+    if labelled:
+        _check_labelled(examples, path)
     return examples
 
 

@@ -9,9 +9,10 @@ from rich.progress import Progress
 from transformers import PreTrainedTokenizerBase
 
 from xstilts.config.schema import Precision
+from xstilts.data.io import is_labelled
 from xstilts.data.loading import load_examples
 from xstilts.evaluation.leaderboard import prediction_path, render_predictions
-from xstilts.evaluation.predict import EvalSplit, evaluate_split
+from xstilts.evaluation.predict import head_outputs
 from xstilts.atomic import atomic_write_text
 from xstilts.results import ResultRow
 from xstilts.formats.base import get_format
@@ -36,26 +37,31 @@ def run_zero_shot_sweep(
     predictions_dir: Path,
     progress: Progress | None = None,
 ) -> list[ResultRow]:
-    """Evaluate the task head on every (split, language); rows are returned, not stored, so the
-    caller can store a phase's rows all at once."""
+    """Predict with the task head on every (split, language) and score the labelled ones.
+
+    Every split's predictions are written in the leaderboard layout; an unlabelled split (a
+    test file whose labels are withheld) gets its predictions file and no result rows. Rows
+    are returned, not stored, so the caller can store a phase's rows all at once.
+    """
     fmt = get_format(spec.format)
     rows: list[ResultRow] = []
     bar = progress.add_task(f"zero-shot {spec.name}", total=len(languages) * len(splits)) if progress else None
     for split in splits:
         for language in languages:
-            examples = load_examples(spec, split, language, data_dir)
-            data = EvalSplit(language, split, examples, fmt.featurize(examples, tokenizer, spec, max_length))
-            evaluation = evaluate_split(
-                model, spec, fmt, data, tokenizer=tokenizer, device=device, precision=precision, batch_size=batch_size
+            examples = load_examples(spec, split, language, data_dir, allow_unlabelled=True)
+            features = fmt.featurize(examples, tokenizer, spec, max_length)
+            outputs = head_outputs(
+                model, spec.head_name, features, tokenizer=tokenizer, device=device, precision=precision, batch_size=batch_size
             )
+            predictions = fmt.decode(outputs, features, examples, spec)
             atomic_write_text(
-                prediction_path(predictions_dir, spec, split, language),
-                render_predictions(spec, evaluation.predictions, examples),
+                prediction_path(predictions_dir, spec, split, language), render_predictions(spec, predictions, examples)
             )
-            rows.extend(
-                ResultRow(run_id, phase, spec.name, language, split, metric, value)
-                for metric, value in evaluation.scores.items()
-            )
+            if all(is_labelled(example) for example in examples):
+                rows.extend(
+                    ResultRow(run_id, phase, spec.name, language, split, metric, value)
+                    for metric, value in fmt.score(predictions, examples, spec).items()
+                )
             if bar is not None:
                 progress.update(bar, advance=1, description=f"zero-shot {spec.name} {split}-{language}")
     return rows

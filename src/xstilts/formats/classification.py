@@ -46,7 +46,8 @@ class SentenceClassification:
         features = []
         for index, example in enumerate(examples):
             feature = {key: encoded[key][index] for key in encoded.keys()}
-            feature["labels"] = label_ids[example["label"]]
+            if example["label"] is not None:  # None: an unlabelled test file, predicted on only
+                feature["labels"] = label_ids[example["label"]]
             features.append(feature)
         return features
 

@@ -51,7 +51,7 @@ def test_xtreme_pair_tsv_xnli_and_pawsx(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("a\tb\n", r"test-de.tsv:1: expected 3 tab-separated fields"),
+        ("a\tb\tentailment\nc\td\n", r"test-de.tsv:2: expected 3 tab-separated fields"),
         ("a\tb\tentailment\nc\td\tyes\n", r"test-de.tsv:2: unknown label 'yes'"),
         ("\n", r"test-de.tsv: no examples"),
     ],
@@ -60,6 +60,18 @@ def test_xtreme_pair_tsv_malformed(tmp_path, content, message):
     (tmp_path / "test-de.tsv").write_text(content, encoding="utf-8")
     with pytest.raises(UserError, match=message):
         load_examples(REGISTRY.get("xnli"), "test", "de", tmp_path)
+
+
+def test_unlabelled_test_tsv_is_read_for_prediction_only(tmp_path):
+    """XTREME withholds XNLI / PAWS-X test labels: the test tsv has no label column."""
+    (tmp_path / "test-de.tsv").write_text("Ein Hund.\tEin Tier.\nA\tB\n", encoding="utf-8")
+    examples = load_examples(REGISTRY.get("xnli"), "test", "de", tmp_path, allow_unlabelled=True)
+    assert [(e["text_a"], e["text_b"], e["label"]) for e in examples] == [("Ein Hund.", "Ein Tier.", None), ("A", "B", None)]
+    with pytest.raises(UserError, match=r"test-de.tsv: no labels \(an unlabelled test file\).*not trained on"):
+        load_examples(REGISTRY.get("xnli"), "test", "de", tmp_path)
+    (tmp_path / "test-de.tsv").write_text("a\tb\nc\td\tneutral\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"test-de.tsv:2: expected 2 tab-separated fields \(text_a, text_b\) as on the first line"):
+        load_examples(REGISTRY.get("xnli"), "test", "de", tmp_path, allow_unlabelled=True)
 
 
 def test_missing_file_unknown_language_and_split(tmp_path):

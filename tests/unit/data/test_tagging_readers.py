@@ -79,6 +79,18 @@ def test_xtreme_tsv_malformed(tmp_path, content, message):
         load_examples(PANX, "test", "en", tmp_path)
 
 
+def test_token_only_test_file_is_read_for_prediction_only(tmp_path):
+    """XTREME's PAN-X / UDPOS test files hold tokens only (labels withheld)."""
+    (tmp_path / "test-en.tsv").write_text("en:Paris\nen:is\n\nen:big\n", encoding="utf-8")
+    examples = load_examples(PANX, "test", "en", tmp_path, allow_unlabelled=True)
+    assert [(e["tokens"], e["labels"]) for e in examples] == [(["Paris", "is"], None), (["big"], None)]
+    with pytest.raises(UserError, match=r"test-en.tsv: no labels \(an unlabelled test file\)"):
+        load_examples(PANX, "test", "en", tmp_path)
+    (tmp_path / "test-en.tsv").write_text("Paris\nis\tO\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"test-en.tsv:2: a label in a file whose first token has none"):
+        load_examples(PANX, "test", "en", tmp_path, allow_unlabelled=True)
+
+
 def test_placeholder_labels_are_refused(tmp_path):
     spec = PANX.model_copy(update={"labels": ["_", *PANX.labels]})
     path = tmp_path / "test-en.tsv"

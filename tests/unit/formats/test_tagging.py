@@ -159,3 +159,15 @@ def test_feats_and_ccg_are_selected_and_reported_by_token_accuracy(task):
     registry = load_registry()
     assert registry.get("udpos").metric is registry.get("panx").metric is Metric.SEQEVAL_F1
 
+
+
+def test_unlabelled_sentences_are_featurised_and_decoded_without_labels(tokenizer):
+    """An unlabelled test file (labels None) gets the same windows, no labels, and one prediction per word."""
+    labelled = [long_sentence(21), example(["Paris", "in"], ["B-LOC", "O"])]
+    unlabelled = [dict(e, labels=None) for e in labelled]
+    features = TAGGING.featurize(unlabelled, tokenizer, PANX, 12)
+    reference = TAGGING.featurize(labelled, tokenizer, PANX, 12)
+    assert [{k: v for k, v in f.items() if k != "labels"} for f in reference] == features
+    assert "labels" not in collate(features, tokenizer, torch.device("cpu"))
+    predictions = TAGGING.decode(one_hot_outputs(reference, labelled, 12), features, unlabelled, PANX)
+    assert predictions == [e["labels"] for e in labelled]
