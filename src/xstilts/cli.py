@@ -33,9 +33,13 @@ class OutputFormat(str, Enum):
 def run(config: Annotated[Path, typer.Argument(help="experiment YAML")], overrides: Overrides = None, store: StoreOption = None) -> None:
     """Run an experiment: intermediate phase, target phase, zero-shot sweep over every language."""
     from xstilts.config.loading import load_config
-    from xstilts.experiments.run import run_experiment
+    from xstilts.experiments.run import IncompleteRun, run_experiment
 
-    run_id = run_experiment(load_config(config, overrides or []), home=store, console=err)
+    try:
+        run_id = run_experiment(load_config(config, overrides or []), home=store, console=err)
+    except IncompleteRun as exc:
+        print_results(store, exc.run_id)  # the rows that did land, then the one-line error
+        raise
     print_results(store, run_id)
 
 
@@ -51,13 +55,17 @@ def evaluate(
     """Zero-shot evaluation of an existing model or checkpoint, without training."""
     from xstilts.config.loading import load_config
     from xstilts.config.schema import EvalConfig
-    from xstilts.experiments.run import evaluate_model
+    from xstilts.experiments.run import IncompleteRun, evaluate_model
 
     base = {"model": model, "task": task, "data_dir": data_dir and str(data_dir)}
     if languages:
         base["languages"] = [language.strip() for language in languages.split(",") if language.strip()]
     config = load_config(None, overrides or [], base={k: v for k, v in base.items() if v is not None}, schema=EvalConfig)
-    run_id = evaluate_model(config, home=store, console=err)
+    try:
+        run_id = evaluate_model(config, home=store, console=err)
+    except IncompleteRun as exc:
+        print_results(store, exc.run_id)
+        raise
     print_results(store, run_id)
 
 
@@ -86,12 +94,16 @@ def results(
     format: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = OutputFormat.table,
     store: StoreOption = None,
 ) -> None:
-    """Print result rows from the store."""
+    """Print result rows from the store, and the evaluations that failed (in json: on stderr)."""
     if format is OutputFormat.json:
         from xstilts.experiments.store import ResultsStore, store_home
 
-        rows = ResultsStore(store_home(store)).results(run)
+        results_store = ResultsStore(store_home(store))
+        rows = results_store.results(run)
         sys.stdout.write(json.dumps([row.as_dict() for row in rows], indent=1) + "\n")
+        # stdout stays a list of result rows; failures are reported beside it.
+        for error in results_store.errors(run):
+            err.print(f"error: run {error.run} {error.task} {error.split}-{error.language}: {error.message}", highlight=False, soft_wrap=True)
         return
     print_results(store, run)
 
@@ -102,7 +114,14 @@ def print_results(store: Optional[Path], run: Optional[str]) -> None:
 
     results_store = ResultsStore(store_home(store))
     out.print(results_table(results_store.results(run)))
-    out.print(f"results: {results_store.path}" + (f"  run: {results_store.runs_dir / run}" if run else ""))
+    errors = results_store.errors(run)
+    if errors:
+        table = Table("run", "phase", "task", "split", "language", "error", title="failed evaluations")
+        for error in errors:
+            table.add_row(error.run, error.phase, error.task, error.split, error.language, error.message)
+        out.print(table)
+    status = f" ({results_store.status(run)})" if run else ""
+    out.print(f"results: {results_store.path}" + (f"  run: {results_store.runs_dir / run}{status}" if run else ""))
 
 
 class Benchmark(str, Enum):

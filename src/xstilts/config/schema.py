@@ -78,7 +78,7 @@ class TrainConfig(Strict):
     dropout: float | None = Field(None, ge=0.0, lt=1.0, description="head dropout (model default when unset)")
     freeze_embeddings: bool = Field(False, description="keep the word embeddings fixed while fine-tuning")
     max_train_examples: PositiveInt | None = Field(
-        None, description="subsample each training set to this many examples (seeded)"
+        None, description="subsample each training set to this many examples (seeded by data_seed; smaller samples nest in larger ones)"
     )
     eval_every_epoch: bool = Field(True, description="select the epoch with the best English dev score")
 
@@ -128,7 +128,7 @@ class IntermediateConfig(Strict):
     tasks: list[str] = Field(min_length=1, description="intermediate tasks, trained jointly")
     mixture: MixtureConfig = Field(default_factory=MixtureConfig)
     max_examples: dict[str, PositiveInt] = Field(
-        default_factory=dict, description="task -> subsample its training set to N examples (seeded)"
+        default_factory=dict, description="task -> subsample its training set to N examples (seeded by data_seed; nested)"
     )
     train_languages: dict[str, str] = Field(
         default_factory=dict,
@@ -159,7 +159,7 @@ class TargetConfig(Strict):
     handoff: HandOff = HandOff.ENCODER_ONLY
     train: TrainConfig = Field(default_factory=TrainConfig)
     languages: list[str] | None = Field(None, description="languages to evaluate (default: all of the task)")
-    eval_splits: list[str] = Field(default_factory=lambda: ["dev", "test"])
+    eval_splits: list[str] | None = Field(None, description="splits to score (default: the task's dev and test splits)")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
 
 
@@ -168,7 +168,9 @@ class ExperimentConfig(Strict):
 
     name: str = Field(description="experiment name; the run id starts with it")
     model: str = Field(description="hub id, local model directory, checkpoint or packaged:NAME")
-    seed: int = 0
+    model_revision: str | None = Field(None, description="hub model revision (branch, tag or commit; default: main)")
+    seed: int = Field(0, description="seed of head initialisation, dropout and batch order (reset at every phase)")
+    data_seed: int = Field(0, description="seed of training-set subsamples (max_examples, max_train_examples)")
     data: dict[str, Path] = Field(default_factory=dict, description="task name -> data directory")
     task_specs: list[Path] = Field(default_factory=list, description="extra task spec YAML files")
     intermediate: IntermediateConfig | None = None
@@ -193,7 +195,7 @@ class EvalConfig(Strict):
     splits: list[str] = Field(default_factory=lambda: ["test"])
     task_specs: list[Path] = Field(default_factory=list)
     batch_size: PositiveInt = 64
-    max_length: PositiveInt = 128
+    max_length: PositiveInt | None = Field(None, description="tokens per input (default: the checkpoint's training max_length, else 128)")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     device: Device = Device.AUTO
     precision: Precision = Precision.FP32

@@ -7,6 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
+
+from xstilts.errors import UserError
+from xstilts.formats.base import get_format
+from xstilts.models.sources import resolve_model_source
+from xstilts.tasks.spec import TaskSpec
+from xstilts.training.checkpoint import is_checkpoint
+from xstilts.training.loop import TRAINING_VERSION
+
 
 def hash_file(path: Path, algorithm: str = "sha256") -> str:
     digest = hashlib.new(algorithm)
@@ -28,3 +38,44 @@ def hash_tree(path: Path) -> str:
 def hash_json(value: Any) -> str:
     """Stable hash of a JSON-serialisable value (keys sorted)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def hub_commit(repo_id: str, revision: str | None) -> str:
+    """The commit a hub model's revision resolves to, else the revision string itself.
+
+    config.json is fetched (online) or looked up in the local Hugging Face cache (offline):
+    its path in the cache, `.../snapshots/<commit>/config.json`, names the commit. Fetching
+    it first means a model's first run keys on the same commit as every later one.
+    """
+    try:
+        cached = hf_hub_download(repo_id, "config.json", revision=revision)
+    except RevisionNotFoundError:
+        raise UserError(f"key 'model_revision': model {repo_id!r} has no revision {revision!r}") from None
+    except (OSError, ValueError, EntryNotFoundError):
+        # Offline without a cached copy, or a repository the hub does not know: loading the
+        # model reports that; the key falls back to the revision string.
+        return revision or "main"
+    return Path(cached).parent.name
+
+
+def model_fingerprint(source: str, cache_dir: Path, revision: str | None = None) -> str:
+    """What a start model is: the content of an xstilts checkpoint or a model directory
+    (packaged models are directories too), or a hub id at the commit of its revision."""
+    if is_checkpoint(source):
+        return hash_tree(Path(source))
+    resolved = resolve_model_source(source, cache_dir)
+    if Path(resolved).is_dir():
+        return hash_tree(Path(resolved))
+    return f"{resolved}@{hub_commit(resolved, revision)}"
+
+
+def task_versions(specs: list[TaskSpec]) -> dict[str, list]:
+    """Each task's spec and its format's featuriser version, for checkpoint keys."""
+    return {spec.name: [spec.model_dump(mode="json"), get_format(spec.format).version] for spec in specs}
+
+
+def checkpoint_key(parts: dict[str, Any]) -> str:
+    """Content key of a trained checkpoint: `parts` (start model, task config, data hashes,
+    seeds, precision) plus the training code's version, so that a change to training that
+    changes the weights it produces never reuses checkpoints made before it."""
+    return hash_json({**parts, "training_version": TRAINING_VERSION})[:16]

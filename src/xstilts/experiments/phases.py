@@ -1,13 +1,20 @@
 """The phases of an X-STILTs run. Each takes a start checkpoint (or model) and returns a checkpoint.
 
 phase 2 (intermediate): English intermediate task(s) -> checkpoint, content-addressed and reused.
-phase 3 (target):       English target training -> checkpoint, then the zero-shot sweep.
+phase 3 (target):       English target training -> checkpoint, content-addressed and reused,
+                        then the zero-shot sweep, one (split, language) at a time.
+
+Every phase that trains reseeds before it builds heads, so its numbers do not depend on
+whether an earlier phase trained in this process or came from the cache.
 """
 
 from __future__ import annotations
 
 import random
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -15,29 +22,30 @@ from rich.console import Console
 from rich.progress import Progress
 
 from xstilts import __version__
-from xstilts.config.schema import ExperimentConfig, HandOff, IntermediateConfig, MixtureConfig, TrainConfig
+from xstilts.config.schema import ExperimentConfig, HandOff, IntermediateConfig, MixtureConfig, Precision, TrainConfig
 from xstilts.data.io import Example
 from xstilts.data.loading import load_examples
 from xstilts.errors import UserError, did_you_mean
 from xstilts.evaluation.predict import EvalSplit
 from xstilts.evaluation.retrieval import run_retrieval_sweep
 from xstilts.evaluation.sweep import run_zero_shot_sweep
-from xstilts.experiments.fingerprint import hash_json, hash_tree
-from xstilts.experiments.store import ResultsStore
+from xstilts.experiments.fingerprint import checkpoint_key, hash_json, model_fingerprint, task_versions
+from xstilts.experiments.store import ErrorRow, ResultsStore
 from xstilts.results import ResultRow
 from xstilts.formats.base import get_format
 from xstilts.formats.mlm import MaskedLMHead
 from xstilts.models.multitask import MultiTaskModel
-from xstilts.models.sources import load_encoder, load_masked_lm, resolve_model_source
+from xstilts.models.runtime import seed_everything
+from xstilts.models.sources import load_encoder, load_masked_lm
 from xstilts.tasks.registry import TaskRegistry
 from xstilts.tasks.spec import Format, TaskSpec
 from xstilts.training.checkpoint import HeadInfo, LoadedCheckpoint, is_checkpoint, load_checkpoint, save_checkpoint
-from xstilts.training.loop import TrainResult, TrainTask, train_model
+from xstilts.training.loop import TRAINING_VERSION, TrainResult, TrainTask, train_model
 
 
 @dataclass
 class RunContext:
-    """What every phase of one run shares."""
+    """What every phase of one run shares; `errors` collects the evaluations that failed."""
 
     run_id: str
     config: ExperimentConfig | None
@@ -48,6 +56,7 @@ class RunContext:
     console: Console
     progress: Progress | None = None
     loaded_examples: dict = field(default_factory=dict)
+    errors: list[ErrorRow] = field(default_factory=list)
 
     def data_dir(self, task: str) -> Path | None:
         return self.config.data.get(task) if self.config else None
@@ -58,6 +67,11 @@ class RunContext:
         if key not in self.loaded_examples:
             self.loaded_examples[key] = load_examples(spec, split, language, self.data_dir(spec.name))
         return self.loaded_examples[key]
+
+    @cached_property
+    def model_key(self) -> str:
+        """The configured start model's fingerprint, computed once (hashing a large model takes seconds)."""
+        return model_fingerprint(self.config.model, self.store.cache_dir, self.config.model_revision)
 
 
 def load_start(source: str, handoff: HandOff, wanted: dict[str, TaskSpec], ctx: RunContext, dropout: float) -> LoadedCheckpoint:
@@ -118,11 +132,16 @@ def intermediate_language(spec: TaskSpec, phase: IntermediateConfig) -> str:
 
 
 def subsample(examples: list, limit: int | None, seed: int) -> list:
-    """A seeded random subset of `limit` examples (order kept), for data-size studies."""
+    """A seeded random subset of `limit` examples (order kept), for data-size studies.
+
+    The subset is a prefix of one seeded permutation, so subsets nest: with the same seed, the
+    1k sample is part of the 10k sample, and a size axis changes only how much data there is.
+    """
     if limit is None or limit >= len(examples):
         return examples
-    keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
-    return [examples[index] for index in keep]
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    return [examples[index] for index in sorted(order[:limit])]
 
 
 def prepare_train_task(
@@ -137,7 +156,7 @@ def prepare_train_task(
     fmt = get_format(spec.format)
     language = language or spec.train_language
     limit = max_examples or cfg.max_train_examples
-    examples = subsample(ctx.examples(spec, "train", language), limit, ctx.config.seed)
+    examples = subsample(ctx.examples(spec, "train", language), limit, ctx.config.data_seed)
     features = fmt.featurize(examples, loaded.tokenizer, spec, cfg.max_length)
     dev = None
     if "dev" in spec.splits:
@@ -152,22 +171,57 @@ def data_fingerprint(spec: TaskSpec, language: str, ctx: RunContext) -> dict[str
     return {split: hash_json(ctx.examples(spec, split, language)) for split in ("train", "dev") if split in spec.splits}
 
 
-def model_fingerprint(source: str, ctx: RunContext) -> str:
-    resolved = resolve_model_source(source, ctx.store.cache_dir)
-    return hash_tree(Path(resolved)) if Path(resolved).is_dir() else resolved
+def run_key_parts(ctx: RunContext) -> dict:
+    """What every trained checkpoint of a run depends on beyond its own phase's settings."""
+    config = ctx.config
+    return {"seed": config.seed, "data_seed": config.data_seed, "precision": config.precision.value}
 
 
 def intermediate_key(phase: IntermediateConfig, specs: list[TaskSpec], ctx: RunContext) -> str:
-    """Content hash of (start model, mixture, data, hyperparameters, seed, task and format versions)."""
-    return hash_json(
+    """Content key of (start model, mixture, data, hyperparameters, seeds, precision, versions)."""
+    return checkpoint_key(
         {
-            "model": model_fingerprint(ctx.config.model, ctx),
+            "model": ctx.model_key,
             "phase": phase.model_dump(mode="json"),
-            "tasks": {s.name: [s.model_dump(mode="json"), get_format(s.format).version] for s in specs},
+            "tasks": task_versions(specs),
             "data": {s.name: data_fingerprint(s, intermediate_language(s, phase), ctx) for s in specs},
-            "seed": ctx.config.seed,
+            **run_key_parts(ctx),
         }
-    )[:16]
+    )
+
+
+def target_key(spec: TaskSpec, start_key: str, ctx: RunContext) -> str:
+    """Content key of a trained target checkpoint: its start (the phase-2 key or the model's
+    fingerprint), the target's training settings, English data, seeds, precision and versions.
+    Languages and eval splits are left out: they change what is scored, not the weights."""
+    target = ctx.config.target
+    return checkpoint_key(
+        {
+            "start": start_key,
+            "target": {"task": target.task, "handoff": target.handoff.value, "train": target.train.model_dump(mode="json")},
+            "tasks": task_versions([spec]),
+            "data": data_fingerprint(spec, spec.train_language, ctx),
+            **run_key_parts(ctx),
+        }
+    )
+
+
+def checkpoint_metadata(ctx: RunContext, phase: str, key: str, train: TrainConfig, **extra) -> dict:
+    """What a trained checkpoint records about how it was made (max_length: what `xstilts eval` reuses)."""
+    config = ctx.config
+    return {
+        "phase": phase, "key": key, "max_length": train.max_length, "seed": config.seed, "data_seed": config.data_seed,
+        "precision": config.precision.value, "training_version": TRAINING_VERSION, "xstilts": __version__, **extra,
+    }
+
+
+def cached_checkpoint(ctx: RunContext, key: str, phase: str) -> Path | None:
+    """The stored checkpoint with `key`, if any; records the run's use of `key` either way."""
+    existing = ctx.store.find_checkpoint(key)
+    ctx.store.record_checkpoint_use(ctx.run_id, key, reused=existing is not None, phase=phase)
+    if existing is not None:
+        ctx.console.print(f"{phase}: reusing checkpoint {key} ({existing})")
+    return existing
 
 
 def train_phase(
@@ -179,6 +233,11 @@ def train_phase(
     max_examples: dict[str, int] | None = None,
     languages: dict[str, str] | None = None,
 ) -> TrainResult:
+    """Reseed, build the heads `specs` lack, and train: head initialisation and dropout depend
+    only on the seed, never on what ran before in this process."""
+    dropout = cfg.dropout if cfg.dropout is not None else 0.1
+    seed_everything(ctx.config.seed)
+    add_missing_heads(loaded, specs, dropout)
     tasks = [
         prepare_train_task(spec, cfg, loaded, ctx, (max_examples or {}).get(spec.name), (languages or {}).get(spec.name))
         for spec in specs
@@ -190,27 +249,25 @@ def train_phase(
     )
 
 
-def run_intermediate_phase(ctx: RunContext) -> tuple[Path, list[ResultRow]]:
-    """Phase 2. Returns the checkpoint and its English dev rows; reuses an identical earlier one."""
+def run_intermediate_phase(ctx: RunContext) -> tuple[Path, str, list[ResultRow]]:
+    """Phase 2. Returns the checkpoint, its key and its English dev rows; reuses an identical earlier one."""
     phase = ctx.config.intermediate
     specs = [resolved_spec(name, ctx) for name in phase.tasks]
     languages = {spec.name: intermediate_language(spec, phase) for spec in specs}
     key = intermediate_key(phase, specs, ctx)
-    existing = ctx.store.find_checkpoint(key)
-    ctx.store.record_checkpoint_use(ctx.run_id, key, reused=existing is not None)
+    existing = cached_checkpoint(ctx, key, "intermediate")
     if existing is not None:
-        ctx.console.print(f"phase 2: reusing checkpoint {key} ({existing})")
-        return existing, []
+        return existing, key, []
     dropout = phase.train.dropout if phase.train.dropout is not None else 0.1
     loaded = load_start(ctx.config.model, HandOff.ENCODER_ONLY, {s.head_name: s for s in specs}, ctx, dropout)
-    add_missing_heads(loaded, specs, dropout)
     result = train_phase(loaded, specs, phase.train, ctx, phase.mixture, phase.max_examples, languages)
-    path = ctx.store.checkpoints_dir / f"phase2-{key}"
-    save_checkpoint(
-        path, loaded.model, loaded.tokenizer,
+    path = save_checkpoint(
+        ctx.store.checkpoints_dir / f"phase2-{key}", loaded.model, loaded.tokenizer,
         heads={s.head_name: HeadInfo.of(s) for s in specs},
-        metadata={"phase": "intermediate", "key": key, "start_model": ctx.config.model,
-                  "config": phase.model_dump(mode="json"), "seed": ctx.config.seed, "xstilts": __version__},
+        metadata=checkpoint_metadata(
+            ctx, "intermediate", key, phase.train, start_model=ctx.config.model,
+            model_revision=ctx.config.model_revision, config=phase.model_dump(mode="json"),
+        ),
     )
     ctx.store.record_checkpoint(key, path, ctx.run_id)
     by_name = {spec.name: spec for spec in specs}
@@ -218,7 +275,7 @@ def run_intermediate_phase(ctx: RunContext) -> tuple[Path, list[ResultRow]]:
         ResultRow(ctx.run_id, "intermediate", name, languages[name], "dev", by_name[name].metric.value, value)
         for name, value in best_scores(result).items()
     ]
-    return path, rows
+    return path, key, rows
 
 
 def best_scores(result: TrainResult) -> dict[str, float]:
@@ -241,31 +298,122 @@ def target_languages(spec: TaskSpec, requested: list[str] | None) -> list[str]:
     return list(requested)
 
 
-def run_target_phase(ctx: RunContext, start: str) -> tuple[Path, list[ResultRow]]:
-    """Phase 3: train the target head on English from `start`, then sweep every language."""
+def target_splits(spec: TaskSpec, requested: list[str] | None, key: str = "target.eval_splits") -> list[str]:
+    """The splits to score: the requested ones, each a split of the task, else the task's dev and
+    test splits (TyDiQA has no dev split, Tatoeba only a test split)."""
+    if requested is None:
+        return [split for split in ("dev", "test") if split in spec.splits]
+    for split in requested:
+        if split not in spec.splits:
+            raise UserError(
+                f"key {key!r}: task {spec.name!r} has no split {split!r} (its splits: {', '.join(spec.splits)})"
+                f"{did_you_mean(split, spec.splits)}"
+            )
+    return list(requested)
+
+
+def train_target(ctx: RunContext, spec: TaskSpec, start: str, start_key: str) -> Path:
+    """Phase 3's training: the target checkpoint, content-keyed in the store outside the run
+    directory, so that a run failing later (a bad test file, an out-of-memory in the sweep)
+    keeps it and a rerun re-sweeps it without training again."""
     target = ctx.config.target
-    spec = resolved_spec(target.task, ctx)
-    if spec.format is Format.RETRIEVAL:
-        return run_retrieval_target(ctx, start, spec)
+    key = target_key(spec, start_key, ctx)
+    existing = cached_checkpoint(ctx, key, "target")
+    if existing is not None:
+        return existing
     dropout = target.train.dropout if target.train.dropout is not None else 0.1
     loaded = load_start(start, target.handoff, {spec.head_name: spec}, ctx, dropout)
     if loaded.kept_heads or loaded.dropped_heads:
         ctx.console.print(f"phase 3: hand-off {target.handoff.value}: kept heads {loaded.kept_heads}, dropped {loaded.dropped_heads}")
-    add_missing_heads(loaded, [spec], dropout)
     result = train_phase(loaded, [spec], target.train, ctx)
-    path = ctx.run_dir / "checkpoints" / "target"
-    save_checkpoint(
-        path, loaded.model, loaded.tokenizer,
+    start_path = str(Path(start).resolve()) if Path(start).exists() else start
+    path = save_checkpoint(
+        ctx.store.checkpoints_dir / f"target-{key}", loaded.model, loaded.tokenizer,
         heads={spec.head_name: HeadInfo.of(spec)},
-        metadata={"phase": "target", "start": str(start), "best_epoch": result.best_epoch,
-                  "config": target.model_dump(mode="json"), "seed": ctx.config.seed, "xstilts": __version__},
+        metadata=checkpoint_metadata(
+            ctx, "target", key, target.train, start=start_path, best_epoch=result.best_epoch,
+            config=target.model_dump(mode="json"),
+        ),
     )
-    rows = run_zero_shot_sweep(
-        loaded.model, loaded.tokenizer, spec,
-        languages=target_languages(spec, target.languages), splits=target.eval_splits,
-        data_dir=ctx.data_dir(spec.name), max_length=target.train.max_length,
-        batch_size=target.train.batch_size * 2, device=ctx.device, precision=ctx.config.precision,
-        run_id=ctx.run_id, phase="target", predictions_dir=ctx.run_dir / "predictions", progress=ctx.progress,
+    ctx.store.record_checkpoint(key, path, ctx.run_id)
+    return path
+
+
+def load_trained(source: str, spec: TaskSpec, ctx: RunContext) -> LoadedCheckpoint:
+    """A checkpoint with its trained head for `spec`, on the run's device, for evaluation."""
+    loaded = load_start(source, HandOff.ENCODER_AND_MATCHING_HEADS, {spec.head_name: spec}, ctx, dropout=0.0)
+    if spec.head_name not in loaded.model.heads:
+        raise UserError(
+            f"model {source!r} has no trained {spec.format.value} head for task {spec.name!r} "
+            f"with labels {spec.labels}; pass a checkpoint trained on it (xstilts run)"
+        )
+    loaded.model.to(ctx.device)
+    return loaded
+
+
+def one_line(exc: Exception) -> str:
+    """An error's reason in one line: a user error's own message, else its type and first line."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    return first if isinstance(exc, UserError) else f"{type(exc).__name__}: {first}".rstrip(": ")
+
+
+def sweep_each(
+    ctx: RunContext, spec: TaskSpec, phase: str, splits: list[str], languages: list[str],
+    evaluate: Callable[[str, str], list[ResultRow]],
+) -> list[ResultRow]:
+    """Call `evaluate(split, language)` for each pair on its own: a pair that fails (a malformed
+    file, an out-of-memory) becomes that pair's error in `ctx.errors`; the others keep their rows."""
+    rows: list[ResultRow] = []
+    bar = ctx.progress.add_task(f"zero-shot {spec.name}", total=len(splits) * len(languages)) if ctx.progress else None
+    for split in splits:
+        for language in languages:
+            try:
+                rows.extend(evaluate(split, language))
+            except Exception as exc:  # noqa: BLE001 - recorded with its traceback; the run ends non-zero
+                message = one_line(exc)
+                ctx.errors.append(ErrorRow(ctx.run_id, phase, spec.name, language, split, message, traceback.format_exc()))
+                ctx.console.print(f"[red]{spec.name} {split}-{language} failed:[/] {message}", highlight=False)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()  # what the failed batch held, for the next language
+            if bar is not None:
+                ctx.progress.update(bar, advance=1, description=f"zero-shot {spec.name} {split}-{language}")
+    return rows
+
+
+def zero_shot(
+    ctx: RunContext, loaded: LoadedCheckpoint, spec: TaskSpec, *, phase: str, languages: list[str], splits: list[str],
+    data_dir: Path | None, max_length: int, batch_size: int, precision: Precision,
+) -> list[ResultRow]:
+    """The zero-shot sweep of a trained head over every (split, language), each on its own."""
+
+    def evaluate(split: str, language: str) -> list[ResultRow]:
+        return run_zero_shot_sweep(
+            loaded.model, loaded.tokenizer, spec, languages=[language], splits=[split], data_dir=data_dir,
+            max_length=max_length, batch_size=batch_size, device=ctx.device, precision=precision,
+            run_id=ctx.run_id, phase=phase, predictions_dir=ctx.run_dir / "predictions",
+        )
+
+    return sweep_each(ctx, spec, phase, splits, languages, evaluate)
+
+
+def run_target_phase(ctx: RunContext, start: str, start_key: str | None = None) -> tuple[Path, list[ResultRow]]:
+    """Phase 3: train the target head on English from `start` (or reuse that training), then
+    sweep every language. `start_key` is the phase-2 key when `start` is its checkpoint."""
+    target = ctx.config.target
+    spec = resolved_spec(target.task, ctx)
+    if spec.format is Format.RETRIEVAL:
+        return run_retrieval_target(ctx, start, spec)
+    path = train_target(ctx, spec, start, start_key or ctx.model_key)
+    link = ctx.run_dir / "checkpoints" / "target"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(path.resolve(), target_is_directory=True)
+    # Evaluate the saved checkpoint, trained now or earlier: the same rows either way.
+    loaded = load_trained(str(path), spec, ctx)
+    rows = zero_shot(
+        ctx, loaded, spec, phase="target", languages=target_languages(spec, target.languages),
+        splits=target_splits(spec, target.eval_splits), data_dir=ctx.data_dir(spec.name),
+        max_length=target.train.max_length, batch_size=target.train.batch_size * 2, precision=ctx.config.precision,
     )
     return path, rows
 
@@ -277,9 +425,7 @@ def run_retrieval_target(ctx: RunContext, start: str, spec: TaskSpec) -> tuple[P
     loaded = load_start(start, HandOff.ENCODER_ONLY, {}, ctx, dropout=0.0)
     rows = run_retrieval_sweep(
         loaded.model.encoder, loaded.tokenizer, spec,
-        languages=target_languages(spec, target.languages),
-        # The default eval splits are dev and test; Tatoeba has only a test split.
-        splits=[split for split in target.eval_splits if split in spec.splits],
+        languages=target_languages(spec, target.languages), splits=target_splits(spec, target.eval_splits),
         data_dir=ctx.data_dir(spec.name), cfg=target.retrieval, device=ctx.device, precision=ctx.config.precision,
         run_id=ctx.run_id, phase="target", predictions_dir=ctx.run_dir / "predictions", progress=ctx.progress,
     )

@@ -1,8 +1,11 @@
 """Whole runs: `run_experiment` (phase 2 -> phase 3 -> zero-shot sweep) and `evaluate_model`.
 
-A run's directory is assembled in a temporary folder and renamed when the run succeeds;
-its result rows go into the store in one transaction at the same moment, so a failed run
-leaves neither a half-written directory nor partial rows (only a `failed` status line).
+A run's directory is assembled in a temporary folder and renamed when the run ends; its result
+rows, its failed evaluations and its status go into the store in one transaction at that moment.
+A run stopped by an exception (in training, say) leaves no directory and no rows, only a `failed`
+status; the checkpoints it trained stay in the store and a rerun reuses them. A run in which
+some (split, language) evaluations failed keeps the other rows, records each failure with its
+reason, ends `partial` and raises `IncompleteRun`.
 """
 
 from __future__ import annotations
@@ -17,18 +20,39 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from xstilts.atomic import atomic_directory
 from xstilts.config.schema import EvalConfig, ExperimentConfig, HandOff
+from xstilts.data.hub import check_hub_language
 from xstilts.data.loading import local_path
 from xstilts.errors import UserError
-from xstilts.atomic import atomic_directory
-from xstilts.experiments.phases import RunContext, intermediate_language, load_start, run_intermediate_phase, run_target_phase, target_languages
-from xstilts.experiments.store import ResultsStore, store_home
-from xstilts.results import ResultRow
 from xstilts.evaluation.retrieval import run_retrieval_sweep
-from xstilts.evaluation.sweep import run_zero_shot_sweep
+from xstilts.experiments.phases import (
+    RunContext, intermediate_language, load_start, load_trained, run_intermediate_phase, run_target_phase,
+    target_languages, target_splits, zero_shot,
+)
+from xstilts.experiments.store import FAILED, ErrorRow, ResultsStore, store_home
+from xstilts.models.runtime import resolve_device
+from xstilts.models.sources import PACKAGED_PREFIX
+from xstilts.results import ResultRow
 from xstilts.tasks.registry import TaskRegistry, load_registry
 from xstilts.tasks.spec import Format, TaskSpec
-from xstilts.models.runtime import resolve_device, seed_everything
+from xstilts.training.checkpoint import is_checkpoint, read_metadata
+
+# What `xstilts eval` uses for a model that records no training max_length (a pretrained model).
+DEFAULT_EVAL_MAX_LENGTH = 128
+
+
+class IncompleteRun(UserError):
+    """Some evaluations of a run failed; the other rows are stored and the run is `partial`."""
+
+    def __init__(self, run_id: str, errors: list[ErrorRow], total: int):
+        self.run_id, self.errors = run_id, errors
+        first = errors[0]
+        others = f" and {len(errors) - 1} more" if len(errors) > 1 else ""
+        super().__init__(
+            f"run {run_id} is partial: {first.task} {first.split}-{first.language} failed: {first.message}{others} "
+            f"({len(errors)} of {total} evaluations failed; the other rows are stored)"
+        )
 
 
 def new_run_id(name: str) -> str:
@@ -44,8 +68,12 @@ def make_progress(console: Console) -> Progress:
 
 
 def check_files(spec: TaskSpec, data_dir: Path | None, splits: list[str], languages: list[str]) -> None:
-    """Fail before any training when a needed local file is missing (hours of compute saved)."""
-    if data_dir is None or spec.local is None:
+    """Fail before any training when a needed local file, or a language of the hub source, is missing."""
+    if data_dir is None:
+        for language in languages:
+            check_hub_language(spec, language)
+        return
+    if spec.local is None:
         return
     for split in splits:
         for language in languages:
@@ -54,10 +82,17 @@ def check_files(spec: TaskSpec, data_dir: Path | None, splits: list[str], langua
                 raise UserError(f"{path}: file not found (task {spec.name!r}, split {split!r}, language {language!r})")
 
 
-def preflight(config: ExperimentConfig, registry: TaskRegistry) -> None:
-    """Resolve every task name, language and data file the experiment needs."""
+def check_model_revision(config: ExperimentConfig) -> None:
+    if config.model_revision and (Path(config.model).expanduser().is_dir() or config.model.startswith(PACKAGED_PREFIX)):
+        raise UserError(f"key 'model_revision': model {config.model!r} is not a hub model; a revision pins hub models only")
+
+
+def preflight(config: ExperimentConfig, registry: TaskRegistry) -> ExperimentConfig:
+    """Resolve every task name, language, split and data file the experiment needs, before any
+    training; return the config with the target's eval splits spelled out."""
     for task in config.data:
         registry.get(task)
+    check_model_revision(config)
     if config.intermediate:
         for name in config.intermediate.tasks:
             spec = registry.get(name)
@@ -66,60 +101,93 @@ def preflight(config: ExperimentConfig, registry: TaskRegistry) -> None:
     spec = registry.get(config.target.task)
     if spec.format is not Format.RETRIEVAL:  # retrieval trains nothing: no English training files
         check_files(spec, config.data.get(spec.name), [s for s in ("train", "dev") if s in spec.splits], [spec.train_language])
-    check_files(spec, config.data.get(spec.name), config.target.eval_splits, target_languages(spec, config.target.languages))
+    splits = target_splits(spec, config.target.eval_splits)
+    check_files(spec, config.data.get(spec.name), splits, target_languages(spec, config.target.languages))
+    return config.model_copy(update={"target": config.target.model_copy(update={"eval_splits": splits})})
 
 
 @contextmanager
 def recorded_run(store: ResultsStore, name: str, config: dict):
-    """Yield (run id, temporary run dir, rows list); on success rename the dir and store the rows."""
+    """Yield (run id, temporary run dir, rows, errors); at the end rename the dir and store the
+    rows and errors. Raises IncompleteRun after storing when errors were collected."""
     run_id = new_run_id(name)
     store.start_run(run_id, name, config)
     rows: list[ResultRow] = []
+    errors: list[ErrorRow] = []
     try:
         with atomic_directory(store.runs_dir / run_id) as tmp:
             (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
-            yield run_id, tmp, rows
+            yield run_id, tmp, rows, errors
             (tmp / "results.json").write_text(json.dumps([r.as_dict() for r in rows], indent=1), encoding="utf-8")
-        store.add_results(rows)
-        store.finish_run(run_id, "completed")
+            if errors:
+                (tmp / "errors.json").write_text(json.dumps([e.as_dict() for e in errors], indent=1), encoding="utf-8")
+        store.complete_run(run_id, rows, errors)
     except BaseException:
-        store.finish_run(run_id, "failed")
+        store.finish_run(run_id, FAILED)
         raise
+    if errors:
+        evaluated = {(row.task, row.language, row.split) for row in rows if row.phase != "intermediate"}
+        raise IncompleteRun(run_id, errors, total=len(evaluated) + len(errors))
 
 
 def run_experiment(config: ExperimentConfig, home: Path | str | None = None, console: Console | None = None) -> str:
     """Run start model -> (phase 2) -> phase 3 -> zero-shot sweep; return the run id.
 
+    Raises:
+        IncompleteRun: some languages' evaluations failed (the others' rows are stored).
+
     Example:
-        >>> run_id = run_experiment(load_config("configs/quickstart.yaml"))
+        >>> run_id = run_experiment(load_config("configs/xnli-from-mnli.yaml"))
     """
     console = console or Console(stderr=True)
     registry = load_registry(config.task_specs)
-    preflight(config, registry)
+    config = preflight(config, registry)
     store = ResultsStore(store_home(home))
-    seed_everything(config.seed)
-    with recorded_run(store, config.name, config.model_dump(mode="json")) as (run_id, run_dir, rows), make_progress(console) as progress:
-        ctx = RunContext(run_id, config, registry, store, run_dir, resolve_device(config.device), console, progress)
-        start = config.model
+    record = recorded_run(store, config.name, config.model_dump(mode="json"))
+    with record as (run_id, run_dir, rows, errors), make_progress(console) as progress:
+        device = resolve_device(config.device)
+        ctx = RunContext(run_id, config, registry, store, run_dir, device, console, progress, errors=errors)
+        start, start_key = config.model, None
         if config.intermediate:
-            checkpoint, phase_rows = run_intermediate_phase(ctx)
-            start = str(checkpoint)
+            checkpoint, key, phase_rows = run_intermediate_phase(ctx)
+            start, start_key = str(checkpoint), f"intermediate:{key}"
             rows.extend(phase_rows)
-        _, phase_rows = run_target_phase(ctx, start)
+        _, phase_rows = run_target_phase(ctx, start, start_key)
         rows.extend(phase_rows)
     return run_id
 
 
+def eval_max_length(config: EvalConfig) -> int:
+    """The max_length to evaluate with: the user's, else the one the checkpoint was trained
+    with (older checkpoints record it only in their training config), else 128."""
+    if config.max_length is not None:
+        return config.max_length
+    if is_checkpoint(config.model):
+        metadata = read_metadata(Path(config.model))
+        recorded = metadata.get("max_length") or metadata.get("config", {}).get("train", {}).get("max_length")
+        if recorded:
+            return int(recorded)
+    return DEFAULT_EVAL_MAX_LENGTH
+
+
 def evaluate_model(config: EvalConfig, home: Path | str | None = None, console: Console | None = None) -> str:
-    """Zero-shot sweep of an existing checkpoint (or model) on one task, without training."""
+    """Zero-shot sweep of an existing checkpoint (or model) on one task, without training.
+
+    Raises:
+        IncompleteRun: some languages' evaluations failed (the others' rows are stored).
+    """
     console = console or Console(stderr=True)
     registry = load_registry(config.task_specs)
     spec = registry.get(config.task).resolve_labels(config.data_dir)
     languages = target_languages(spec, config.languages)
+    target_splits(spec, config.splits, key="splits")
     check_files(spec, config.data_dir, config.splits, languages)
+    if spec.format is not Format.RETRIEVAL:
+        config = config.model_copy(update={"max_length": eval_max_length(config)})
     store = ResultsStore(store_home(home))
-    with recorded_run(store, f"eval-{spec.name}", config.model_dump(mode="json")) as (run_id, run_dir, rows), make_progress(console) as progress:
-        ctx = RunContext(run_id, None, registry, store, run_dir, resolve_device(config.device), console, progress)
+    record = recorded_run(store, f"eval-{spec.name}", config.model_dump(mode="json"))
+    with record as (run_id, run_dir, rows, errors), make_progress(console) as progress:
+        ctx = RunContext(run_id, None, registry, store, run_dir, resolve_device(config.device), console, progress, errors=errors)
         if spec.format is Format.RETRIEVAL:
             # Retrieval is scored on the encoder's own embeddings: there is no head to load.
             loaded = load_start(config.model, HandOff.ENCODER_ONLY, {}, ctx, dropout=0.0)
@@ -132,19 +200,11 @@ def evaluate_model(config: EvalConfig, home: Path | str | None = None, console: 
                 )
             )
             return run_id
-        loaded = load_start(config.model, HandOff.ENCODER_AND_MATCHING_HEADS, {spec.head_name: spec}, ctx, dropout=0.0)
-        if spec.head_name not in loaded.model.heads:
-            raise UserError(
-                f"model {config.model!r} has no trained {spec.format.value} head for task {spec.name!r} "
-                f"with labels {spec.labels}; pass a checkpoint trained on it (xstilts run)"
-            )
-        loaded.model.to(ctx.device)
+        loaded = load_trained(config.model, spec, ctx)
         rows.extend(
-            run_zero_shot_sweep(
-                loaded.model, loaded.tokenizer, spec, languages=languages, splits=config.splits,
-                data_dir=config.data_dir, max_length=config.max_length, batch_size=config.batch_size,
-                device=ctx.device, precision=config.precision, run_id=run_id, phase="eval",
-                predictions_dir=run_dir / "predictions", progress=progress,
+            zero_shot(
+                ctx, loaded, spec, phase="eval", languages=languages, splits=config.splits, data_dir=config.data_dir,
+                max_length=config.max_length, batch_size=config.batch_size, precision=config.precision,
             )
         )
     return run_id

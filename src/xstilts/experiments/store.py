@@ -1,7 +1,8 @@
 """The results store: an embedded SQLite database, one row per run x phase x task x language x split x metric.
 
-Rows of a phase are written in one transaction after the phase has finished, so a failed
-or interrupted run leaves no partial results.
+A run's rows, its per-language errors and its final status are written in one transaction
+when it ends, so an interrupted run leaves no partial results. A language whose evaluation
+failed is an error row (with its one-line reason) beside the other languages' results.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -49,7 +51,38 @@ CREATE TABLE IF NOT EXISTS checkpoint_uses (
     key TEXT NOT NULL,
     reused INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS errors (
+    run TEXT NOT NULL REFERENCES runs(run),
+    phase TEXT NOT NULL,
+    task TEXT NOT NULL,
+    language TEXT NOT NULL,
+    split TEXT NOT NULL,
+    message TEXT NOT NULL
+);
 """
+# Added after the first release: stores created before it get the column on open.
+CHECKPOINT_USE_PHASE = "ALTER TABLE checkpoint_uses ADD COLUMN phase TEXT NOT NULL DEFAULT 'intermediate'"
+
+COMPLETED, PARTIAL, FAILED = "completed", "partial", "failed"
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    """One evaluation that failed: the (split, language) it was for and a one-line reason.
+
+    `detail` (the traceback) goes to the run directory's errors.json, not to the store.
+    """
+
+    run: str
+    phase: str
+    task: str
+    language: str
+    split: str
+    message: str
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 def store_home(explicit: Path | str | None = None) -> Path:
@@ -72,6 +105,9 @@ class ResultsStore:
         self.path = self.home / DB_FILE
         with self._connect() as db:
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(checkpoint_uses)")}
+            if "phase" not in columns:
+                db.execute(CHECKPOINT_USE_PHASE)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -97,7 +133,7 @@ class ResultsStore:
 
     def run_dir(self, run: str) -> Path:
         """The folder of a completed run; unknown ids get a near-match suggestion."""
-        known = [entry["run"] for entry in self.runs() if entry["status"] == "completed"]
+        known = [entry["run"] for entry in self.runs() if entry["status"] == COMPLETED]
         if run not in known:
             raise UserError(f"no completed run {run!r} in {self.path}{did_you_mean(run, known)}")
         return self.runs_dir / run
@@ -116,10 +152,44 @@ class ResultsStore:
     def add_results(self, rows: Iterable[ResultRow]) -> None:
         """All rows in one transaction: either every row of a phase lands or none does."""
         with self._connect() as db:
+            self._insert_results(db, rows)
+
+    @staticmethod
+    def _insert_results(db: sqlite3.Connection, rows: Iterable[ResultRow]) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(r.run, r.phase, r.task, r.language, r.split, r.metric, float(r.value)) for r in rows],
+        )
+
+    def complete_run(self, run: str, rows: Iterable[ResultRow], errors: Iterable[ErrorRow]) -> str:
+        """Store a run's rows and errors and set its status (partial when any evaluation
+        failed, else completed) in one transaction; return the status."""
+        errors = list(errors)
+        status = PARTIAL if errors else COMPLETED
+        with self._connect() as db:
+            self._insert_results(db, rows)
             db.executemany(
-                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(r.run, r.phase, r.task, r.language, r.split, r.metric, float(r.value)) for r in rows],
+                "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?)",
+                [(e.run, e.phase, e.task, e.language, e.split, e.message) for e in errors],
             )
+            db.execute("UPDATE runs SET status = ? WHERE run = ?", (status, run))
+        return status
+
+    def errors(self, run: str | None = None) -> list[ErrorRow]:
+        """The failed evaluations, of one run or of all."""
+        query = "SELECT run, phase, task, language, split, message FROM errors"
+        params: tuple = ()
+        if run:
+            query += " WHERE run = ?"
+            params = (run,)
+        query += " ORDER BY rowid"
+        with self._connect() as db:
+            return [ErrorRow(*row) for row in db.execute(query, params)]
+
+    def status(self, run: str) -> str | None:
+        with self._connect() as db:
+            row = db.execute("SELECT status FROM runs WHERE run = ?", (run,)).fetchone()
+        return row[0] if row else None
 
     def results(self, run: str | None = None) -> list[ResultRow]:
         query = "SELECT run, phase, task, language, split, metric, value FROM results"
@@ -142,14 +212,23 @@ class ResultsStore:
         return Path(row[0]) if row and Path(row[0]).exists() else None
 
     def record_checkpoint(self, key: str, path: Path, run: str) -> None:
+        """Register a content-keyed checkpoint under its absolute path, so that runs started
+        from any working directory find it."""
         with self._connect() as db:
-            db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)", (key, str(path), run, now()))
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)", (key, str(Path(path).resolve()), run, now())
+            )
 
-    def record_checkpoint_use(self, run: str, key: str, reused: bool) -> None:
+    def record_checkpoint_use(self, run: str, key: str, reused: bool, phase: str = "intermediate") -> None:
         with self._connect() as db:
-            db.execute("INSERT INTO checkpoint_uses VALUES (?, ?, ?)", (run, key, int(reused)))
+            db.execute(
+                "INSERT INTO checkpoint_uses (run, key, reused, phase) VALUES (?, ?, ?, ?)", (run, key, int(reused), phase)
+            )
 
-    def checkpoint_uses(self, run: str) -> list[tuple[str, bool]]:
+    def checkpoint_uses(self, run: str, phase: str = "intermediate") -> list[tuple[str, bool]]:
+        """(key, reused) of the checkpoints of `phase` (intermediate or target) a run used."""
         with self._connect() as db:
-            rows = db.execute("SELECT key, reused FROM checkpoint_uses WHERE run = ?", (run,)).fetchall()
+            rows = db.execute(
+                "SELECT key, reused FROM checkpoint_uses WHERE run = ? AND phase = ? ORDER BY rowid", (run, phase)
+            ).fetchall()
         return [(key, bool(reused)) for key, reused in rows]

@@ -90,10 +90,16 @@ def cannot_load(source: str, exc: OSError) -> UserError:
     return UserError(f"model {source!r}: cannot load ({first})")
 
 
+def pinned(revision: str | None) -> dict[str, str]:
+    """from_pretrained's keyword for a hub revision (none when unset: local directories have none)."""
+    return {"revision": revision} if revision else {}
+
+
 def load_encoder(
-    source: str, cache_dir: Path, strict: bool = False
+    source: str, cache_dir: Path, strict: bool = False, revision: str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load an encoder and its tokenizer; `strict` for xstilts' own checkpoints (exact match).
+    """Load an encoder and its tokenizer; `strict` for xstilts' own checkpoints (exact match);
+    `revision` pins a hub model's branch, tag or commit.
 
     Example:
         >>> encoder, tokenizer = load_encoder("xlm-roberta-large", cache_dir=Path("~/.cache/xstilts"))
@@ -101,8 +107,8 @@ def load_encoder(
     resolved = resolve_model_source(source, cache_dir)
     with quiet_transformers():
         try:
-            encoder, info = AutoModel.from_pretrained(resolved, output_loading_info=True)
-            tokenizer = AutoTokenizer.from_pretrained(resolved)
+            encoder, info = AutoModel.from_pretrained(resolved, output_loading_info=True, **pinned(revision))
+            tokenizer = AutoTokenizer.from_pretrained(resolved, **pinned(revision))
         except OSError as exc:
             raise cannot_load(source, exc) from None
     check_loading_info(info, source, strict=strict)
@@ -110,7 +116,7 @@ def load_encoder(
 
 
 def load_masked_lm(
-    source: str, cache_dir: Path
+    source: str, cache_dir: Path, revision: str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, MaskedLMHead | None, str]:
     """The encoder, its tokenizer and the start model's own pretrained MLM head, for a phase
     that continues masked-LM training.
@@ -132,11 +138,11 @@ def load_masked_lm(
     Example:
         >>> encoder, tokenizer, head, _ = load_masked_lm("xlm-roberta-base", Path("~/.cache/xstilts"))
     """
-    encoder, tokenizer = load_encoder(source, cache_dir)
+    encoder, tokenizer = load_encoder(source, cache_dir, revision=revision)
     resolved = resolve_model_source(source, cache_dir)
     with quiet_transformers():
         try:
-            masked_lm, info = AutoModelForMaskedLM.from_pretrained(resolved, output_loading_info=True)
+            masked_lm, info = AutoModelForMaskedLM.from_pretrained(resolved, output_loading_info=True, **pinned(revision))
         except ValueError:  # transformers has no masked-LM class for this architecture
             return encoder, tokenizer, None, f"{encoder.config.model_type} has no masked-LM class in transformers"
         except OSError as exc:
