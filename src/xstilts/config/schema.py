@@ -87,7 +87,9 @@ class RetrievalConfig(Strict):
     """Sentence embeddings for retrieval tasks (Tatoeba, BUCC, LAReQA, Mewsli-X).
 
     XTREME used mean pooling of layer 14 of 24 for XLM-R Large; jiant used CLS of layer 7:
-    both are choices here, and the run's config records which one produced a number.
+    both are choices here, and the run's config records which one produced a number. So with
+    the text prefixes of a model's recipe (E5: "query: "): an unset prefix is resolved per model
+    before the run starts, and the run's config holds the resolved text.
     """
 
     pooling: Pooling = Pooling.MEAN
@@ -95,6 +97,17 @@ class RetrievalConfig(Strict):
     max_length: PositiveInt = 128
     batch_size: PositiveInt = 64
     normalize: bool = Field(True, description="L2-normalise embeddings (cosine similarity)")
+    query_prefix: str | None = Field(
+        None,
+        description="text put before every query-side sentence (Tatoeba: English; BUCC: the other language; "
+        "LAReQA, Mewsli-X: questions, mentions); unset: the model's recipe (packaged e5: 'query: '), else none",
+    )
+    candidate_prefix: str | None = Field(
+        None,
+        description="text put before every candidate-side sentence (Tatoeba: the other language; BUCC: English; "
+        "LAReQA, Mewsli-X: the pool); unset: the model's recipe (packaged e5: 'query: ' on bitext, "
+        "'passage: ' on ranking), else none",
+    )
 
 
 class MixtureConfig(Strict):

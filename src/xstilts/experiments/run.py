@@ -25,7 +25,7 @@ from xstilts.config.schema import EvalConfig, ExperimentConfig, HandOff
 from xstilts.data.hub import check_hub_language
 from xstilts.data.loading import local_path
 from xstilts.errors import UserError
-from xstilts.evaluation.retrieval import run_retrieval_sweep
+from xstilts.evaluation.retrieval import resolve_retrieval_config, run_retrieval_sweep
 from xstilts.experiments.phases import (
     RunContext, intermediate_language, load_start, load_trained, run_intermediate_phase, run_target_phase,
     target_languages, target_splits, zero_shot,
@@ -103,7 +103,8 @@ def preflight(config: ExperimentConfig, registry: TaskRegistry) -> ExperimentCon
         check_files(spec, config.data.get(spec.name), [s for s in ("train", "dev") if s in spec.splits], [spec.train_language])
     splits = target_splits(spec, config.target.eval_splits)
     check_files(spec, config.data.get(spec.name), splits, target_languages(spec, config.target.languages))
-    return config.model_copy(update={"target": config.target.model_copy(update={"eval_splits": splits})})
+    retrieval = resolve_retrieval_config(config.target.retrieval, config.model, spec)  # prefixes of the model's recipe
+    return config.model_copy(update={"target": config.target.model_copy(update={"eval_splits": splits, "retrieval": retrieval})})
 
 
 @contextmanager
@@ -184,6 +185,7 @@ def evaluate_model(config: EvalConfig, home: Path | str | None = None, console: 
     check_files(spec, config.data_dir, config.splits, languages)
     if spec.format is not Format.RETRIEVAL:
         config = config.model_copy(update={"max_length": eval_max_length(config)})
+    config = config.model_copy(update={"retrieval": resolve_retrieval_config(config.retrieval, config.model, spec)})
     store = ResultsStore(store_home(home))
     record = recorded_run(store, f"eval-{spec.name}", config.model_dump(mode="json"))
     with record as (run_id, run_dir, rows, errors), make_progress(console) as progress:

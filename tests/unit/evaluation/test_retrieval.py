@@ -11,14 +11,17 @@ from transformers import AutoModel, AutoTokenizer
 from xstilts.config.schema import Pooling, Precision, RetrievalConfig
 from xstilts.errors import UserError
 from xstilts.evaluation.retrieval import (
+    Sides,
     bucc_candidates,
     bucc_results,
     embed_sentences,
     mine_candidates,
     rank_candidates,
     ranking_results,
+    resolve_retrieval_config,
     select_threshold,
     tatoeba_predictions,
+    tatoeba_results,
 )
 from xstilts import metrics
 from xstilts.experiments.store import ResultsStore
@@ -132,7 +135,7 @@ def test_bucc_candidates_embed_unique_texts_and_drop_repeated_ones():
         return unit(*(vectors[text] for text in texts))
 
     example = {"sources": {"s1": "A", "s2": "B", "s3": "B"}, "targets": {"t1": "a", "t2": "b"}, "gold": None}
-    candidates = bucc_candidates(example, embed, CPU)
+    candidates = bucc_candidates(example, Sides(embed), CPU)
     assert calls == [["A", "B"], ["a", "b"]]
     assert list(candidates) == [("s1", "t1")]  # "B" occurs twice, so (B, b) has no unambiguous id
 
@@ -145,7 +148,7 @@ def test_bucc_threshold_from_dev_applies_to_test(tmp_path):
         (tmp_path / f"de-en.{split}.en").write_text("en-1\ta\nen-2\tb\nen-3\tc\n", encoding="utf-8")
         (tmp_path / f"de-en.{split}.gold").write_text("\n".join(gold) + "\n", encoding="utf-8")
     embed = lambda texts: unit(*(vectors[text] for text in texts))  # noqa: E731
-    (dev, test) = bucc_results(spec, "de", ["dev", "test"], tmp_path, embed, CPU)
+    (dev, test) = bucc_results(spec, "de", ["dev", "test"], tmp_path, Sides(embed), CPU)
     # Dev gold keeps the two close pairs and drops the weaker (C, c): the threshold lies between.
     assert dev[0] == "dev" and sorted(dev[1].splitlines()) == ["de-1\ten-1", "de-2\ten-2"]
     assert dev[2] == {"f1": 100.0, "precision": 100.0, "recall": 100.0}
@@ -190,13 +193,13 @@ def test_lareqa_ranks_each_language_against_the_pool_of_all_languages(tmp_path):
     write_xquad_r(tmp_path, "en", ["s0 alpha.", "s1 beta."], "qen when?")
     write_xquad_r(tmp_path, "de", ["d0 alpha.", "d1 beta."], "qde wann?")
     # Only English is evaluated, yet German candidates are in its pool and relevant to it.
-    [(language, (split, text, scores))] = list(ranking_results(spec, ["en"], ["test"], tmp_path, lookup_embed, CPU))
+    [(language, (split, text, scores))] = list(ranking_results(spec, ["en"], ["test"], tmp_path, Sides(lookup_embed), CPU))
     assert (language, split) == ("en", "test")
     # Candidates en_1_0, en_1_1, de_1_1, de_1_0 by cosine; relevant: the answer sentence in each
     # language (en_1_1 at rank 2, de_1_1 at rank 3): AP = (1/2 + 2/3) / 2.
     assert json.loads(text) == {"q1_en": ["en_1_0", "en_1_1", "de_1_1", "de_1_0"]}
     assert scores == {"map@20": pytest.approx(100 * 7 / 12)}
-    [(_, (_, text, scores))] = list(ranking_results(spec, ["de"], ["test"], tmp_path, lookup_embed, CPU))
+    [(_, (_, text, scores))] = list(ranking_results(spec, ["de"], ["test"], tmp_path, Sides(lookup_embed), CPU))
     assert json.loads(text) == {"q1_de": ["de_1_1", "en_1_1", "en_1_0", "de_1_0"]} and scores == {"map@20": 100.0}
 
 
@@ -212,7 +215,7 @@ def test_mewslix_ranks_entities_and_splits_mentions_by_language(tmp_path):
         "mentions": [{"example_id": mid, "entity_id": q, "mention_span": {"start": 0, "end": 3, "text": text[:3]}}],
     }) + "\n" for lang, text, mid, q in mentions), encoding="utf-8")
     # The query text starts with the mention ("qen: { qen } x"), which picks its vector here.
-    results = dict(ranking_results(spec, ["de", "ja"], ["test"], tmp_path, lookup_embed, CPU))
+    results = dict(ranking_results(spec, ["de", "ja"], ["test"], tmp_path, Sides(lookup_embed), CPU))
     assert json.loads(results["de"][1]) == {"m-de": ["Q0", "Q1", "Q2", "Q3"]}
     assert results["de"][2] == {"map@20": 50.0}  # gold Q1 at rank 2
     assert json.loads(results["ja"][1]) == {"m-ja": ["Q2", "Q1", "Q0", "Q3"]}
@@ -234,3 +237,73 @@ def test_lareqa_eval_on_a_tiny_model_writes_every_language(monkeypatch, capsys, 
     predicted = json.loads((store / "runs" / run / "predictions" / "lareqa" / "test-th.json").read_text())
     # 11 languages x 2 sentences = 22 candidates in the pool, of which the top 20 are kept.
     assert list(predicted) == ["q1_th"] and len(predicted["q1_th"]) == 20
+
+
+# --- Prefixes: a model's recipe ("query: " for E5), resolved before a run and applied per side ---
+
+REGISTRY = load_registry()
+
+
+@pytest.mark.parametrize(("model", "task", "expected"), [
+    ("packaged:multilingual-e5-small", "tatoeba", ("query: ", "query: ")),  # symmetric: E5's "query: " twice
+    ("packaged:multilingual-e5-small", "bucc2018", ("query: ", "query: ")),
+    ("packaged:portuguese-multilingual-e5-small", "lareqa", ("query: ", "passage: ")),  # asymmetric
+    ("packaged:multilingual-e5-small", "mewslix", ("query: ", "passage: ")),
+    ("xlm-roberta-large", "tatoeba", ("", "")),
+    ("/models/my-encoder", "lareqa", ("", "")),
+])
+def test_prefix_defaults_follow_the_models_recipe(model, task, expected):
+    resolved = resolve_retrieval_config(RetrievalConfig(), model, REGISTRY.get(task))
+    assert (resolved.query_prefix, resolved.candidate_prefix) == expected
+
+
+def test_prefixes_the_user_sets_are_kept_and_other_tasks_are_left_alone():
+    cfg = RetrievalConfig(query_prefix="", candidate_prefix="passage: ")
+    resolved = resolve_retrieval_config(cfg, "packaged:multilingual-e5-small", REGISTRY.get("tatoeba"))
+    assert (resolved.query_prefix, resolved.candidate_prefix) == ("", "passage: ")
+    untouched = resolve_retrieval_config(RetrievalConfig(), "packaged:multilingual-e5-small", REGISTRY.get("xnli"))
+    assert untouched == RetrievalConfig() and untouched.query_prefix is None
+
+
+def recording(calls: list):
+    """An embed function that records what it was given and returns one basis vector per text."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return np.eye(len(texts), 8, dtype=np.float32)
+
+    return embed
+
+
+def test_tatoeba_prefixes_english_as_queries_and_the_other_language_as_candidates(tmp_path):
+    (tmp_path / "tatoeba.deu-eng.deu").write_text("Hallo.\nKatze.\n", encoding="utf-8")
+    (tmp_path / "tatoeba.deu-eng.eng").write_text("Hello.\nCat.\n", encoding="utf-8")
+    calls = []
+    [(split, text, scores)] = tatoeba_results(
+        REGISTRY.get("tatoeba"), "de", ["test"], tmp_path, Sides(recording(calls), "Q: ", "C: "), CPU
+    )
+    assert calls == [["C: Hallo.", "C: Katze."], ["Q: Hello.", "Q: Cat."]]
+    assert (split, text, scores) == ("test", "0\n1\n", {"accuracy": 100.0})
+
+
+def test_ranking_prefixes_questions_and_the_candidate_pool(tmp_path):
+    spec = REGISTRY.get("lareqa").model_copy(update={"languages": ["en"]})
+    write_xquad_r(tmp_path, "en", ["s0 alpha.", "s1 beta."], "qen when?")
+    calls = []
+    list(ranking_results(spec, ["en"], ["test"], tmp_path, Sides(recording(calls), "query: ", "passage: "), CPU))
+    pool, questions = calls
+    assert pool == ["passage: s0 alpha.s0 alpha. s1 beta.", "passage: s1 beta.s0 alpha. s1 beta."]
+    assert questions == ["query: qen when?"]
+
+
+def test_the_run_config_records_the_resolved_prefixes(tmp_path):
+    from xstilts.config.schema import ExperimentConfig
+    from xstilts.experiments.run import preflight
+
+    (tmp_path / "tatoeba.deu-eng.deu").write_text("Hallo.\n", encoding="utf-8")
+    config = ExperimentConfig(
+        name="e5", model="packaged:multilingual-e5-small", data={"tatoeba": tmp_path},
+        target={"task": "tatoeba", "languages": ["de"]},
+    )
+    recorded = preflight(config, REGISTRY).model_dump(mode="json")["target"]["retrieval"]
+    assert (recorded["query_prefix"], recorded["candidate_prefix"]) == ("query: ", "query: ")
