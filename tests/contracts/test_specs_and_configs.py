@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 
 from xstilts.config.loading import load_config
+from xstilts.config.schema import QuickstartConfig
 from xstilts.data.readers import READERS, get_reader
+from xstilts.experiments.phases import target_splits
+from xstilts.experiments.quickstart import QUICKSTART_CONFIG
 from xstilts.formats.base import FORMATS, get_format
 from xstilts.tasks.registry import load_registry
 from xstilts.tasks.spec import Format
@@ -34,6 +37,7 @@ def test_benchmark_languages_are_task_languages(spec):
     for benchmark, languages in spec.benchmarks.items():
         assert benchmark in ("xtreme", "xtreme-r")
         assert len(set(languages)) == len(languages)
+        assert set(languages) <= set(spec.languages), sorted(set(languages) - set(spec.languages))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -45,3 +49,18 @@ def test_every_shipped_config_binds(path):
         registry.get(task)
     for task in config.data:
         registry.get(task)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_scores_splits_its_target_has(path):
+    config = load_config(path)
+    spec = load_registry(config.task_specs).get(config.target.task)
+    splits = target_splits(spec, config.target.eval_splits)  # raises on a split the spec lacks
+    assert splits and set(splits) <= set(spec.splits)
+
+
+def test_the_quickstart_scores_splits_every_target_has():
+    config = load_config(QUICKSTART_CONFIG, schema=QuickstartConfig)
+    for target in config.targets:
+        spec = REGISTRY.get(target)
+        assert set(target_splits(spec, config.eval_splits)) <= set(spec.splits), target

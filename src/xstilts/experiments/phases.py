@@ -68,6 +68,11 @@ class RunContext:
             self.loaded_examples[key] = load_examples(spec, split, language, self.data_dir(spec.name))
         return self.loaded_examples[key]
 
+    @property
+    def model_revision(self) -> str | None:
+        """The hub revision pinning the configured start model (none for `xstilts eval`)."""
+        return self.config.model_revision if self.config else None
+
     @cached_property
     def model_key(self) -> str:
         """The configured start model's fingerprint, computed once (hashing a large model takes seconds)."""
@@ -86,9 +91,9 @@ def load_start(source: str, handoff: HandOff, wanted: dict[str, TaskSpec], ctx: 
         return load_checkpoint(Path(source), handoff, wanted, ctx.store.cache_dir, dropout=dropout)
     masked_lm = list(dict.fromkeys(spec.head_name for spec in wanted.values() if spec.format is Format.MLM))
     if not masked_lm:
-        encoder, tokenizer = load_encoder(source, ctx.store.cache_dir)
+        encoder, tokenizer = load_encoder(source, ctx.store.cache_dir, revision=ctx.model_revision)
         return LoadedCheckpoint(model=MultiTaskModel(encoder), tokenizer=tokenizer)
-    encoder, tokenizer, head, reason = load_masked_lm(source, ctx.store.cache_dir)
+    encoder, tokenizer, head, reason = load_masked_lm(source, ctx.store.cache_dir, revision=ctx.model_revision)
     loaded = LoadedCheckpoint(model=MultiTaskModel(encoder), tokenizer=tokenizer)
     if head is None:
         ctx.console.print(f"model {source!r} has no pretrained masked-LM head to keep ({reason}): "
