@@ -28,9 +28,10 @@ from xstilts.errors import UserError
 from xstilts.evaluation.retrieval import resolve_retrieval_config, run_retrieval_sweep
 from xstilts.experiments.phases import (
     RunContext, intermediate_language, load_start, load_trained, run_intermediate_phase, run_target_phase,
-    target_languages, target_splits, zero_shot,
+    target_languages, target_splits,
 )
 from xstilts.experiments.store import FAILED, ErrorRow, ResultsStore, store_home
+from xstilts.experiments.zero_shot import zero_shot
 from xstilts.models.runtime import resolve_device
 from xstilts.models.sources import PACKAGED_PREFIX
 from xstilts.results import ResultRow

@@ -9,7 +9,8 @@ from rich.console import Console
 from xstilts.config.loading import load_config
 from xstilts.config.schema import EvalConfig
 from xstilts.errors import UserError
-from xstilts.experiments.phases import RunContext, one_line, subsample, sweep_each, target_splits
+from xstilts.experiments.phases import RunContext, subsample, target_splits
+from xstilts.experiments.zero_shot import one_line, sweep_each
 from xstilts.experiments.run import DEFAULT_EVAL_MAX_LENGTH, eval_max_length, evaluate_model, preflight
 from xstilts.results import ResultRow
 from xstilts.tasks.registry import load_registry
