@@ -1,7 +1,7 @@
 """Tiny random encoders with a tokenizer trained locally: for tests, the quickstart and studies.
 
-The model is saved as a masked LM so MLM pretraining can continue from it; loading it as
-an encoder drops the MLM head on purpose (see models.sources).
+The model is saved as a masked LM so MLM pretraining can continue from it: a phase that
+trains masked-LM keeps its MLM head, any other phase loads the encoder alone (models.sources).
 """
 
 from __future__ import annotations

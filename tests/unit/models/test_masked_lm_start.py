@@ -56,8 +56,9 @@ def tiny_masked_lm(directory, family: str, tie: bool = True):
 
 
 def fake_context(tmp_path):
-    """The two things load_start reads from a run: the store's cache folder and the console."""
-    return SimpleNamespace(store=SimpleNamespace(cache_dir=tmp_path / "cache"), console=Console(record=True, width=200))
+    """What load_start reads from a run: the store's cache folder, the hub revision and the console."""
+    return SimpleNamespace(store=SimpleNamespace(cache_dir=tmp_path / "cache"), model_revision=None,
+                           console=Console(record=True, width=200))
 
 
 def masked_batch(tokenizer):

@@ -24,6 +24,7 @@ from transformers import AutoModel, AutoTokenizer  # noqa: E402
 from xstilts.errors import UserError  # noqa: E402
 from xstilts.models import packaged, packaged_tokenizer, packaged_weights  # noqa: E402
 from xstilts.models.packaged import PackagedModel, materialize_packaged_model, mean_pool  # noqa: E402
+from xstilts.models.sources import load_masked_lm  # noqa: E402
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "e5_reference.json"
 
@@ -226,3 +227,10 @@ def test_portuguese_variant_agrees_with_the_original_on_english(tmp_path: Path, 
     texts = [reference["prefix"] + reference["sentences"][i] for i in english]
     cosines = _cosines(_embed(model, tokenizer, texts), [reference["embeddings"][i] for i in english])
     assert min(cosines) >= 0.999, cosines
+
+
+def test_packaged_e5_has_no_mlm_head_to_keep(e5_dir: Path, tmp_path: Path) -> None:
+    # E5 ships a bare encoder: continued MLM from it trains a new head, and says why.
+    encoder, _, head, reason = load_masked_lm(str(e5_dir), tmp_path)
+    assert head is None and reason == "its weights hold no masked-LM head"
+    assert encoder.config.vocab_size == 250037
