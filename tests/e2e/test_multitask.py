@@ -32,6 +32,9 @@ def test_mixture_trains_both_heads_and_is_reused(tmp_path, nli_fixture, tiny_mod
     first = run_experiment(load_config(None, [], base=base), home=store.home)
     dev = {r.task: r.value for r in store.results(first) if r.phase == "intermediate"}
     assert dev["mnli"] > 60 and dev["toy-para"] > 80  # chance: 33.3 and 50
+    # The target trained on English from the mixture's encoder transfers: the label marker is shared.
+    target = {r.language: r.value for r in store.results(first) if r.phase == "target" and r.metric == "accuracy"}
+    assert set(target) == {"en", "de", "fr"} and all(target[lang] > 60 for lang in ("de", "fr")), target
 
     key, reused = store.checkpoint_uses(first)[0]
     assert reused is False

@@ -66,5 +66,8 @@ def test_qa_run_learns_the_marker_rule_and_sweeps_every_language(tmp_path, monke
     assert set(scores) == {(lang, split, metric) for lang in WORDS for split in ("dev", "test") for metric in ("exact_match", "f1")}
     # Contexts of 8-32 words, longer than one 32-token window for many: guessing a word scores F1 < 13.
     assert scores[("en", "dev", "f1")] > 60
+    # The marker and the digits are shared by every language, so the rule transfers zero-shot.
+    for language in ("de", "fr"):
+        assert scores[(language, "test", "f1")] > 60 and scores[(language, "test", "exact_match")] > 40, scores
     predictions = json.loads(next((store / "runs").glob("*/predictions/toy-qa/test-de.json")).read_text(encoding="utf-8"))
     assert len(predictions) == 30 and set(predictions) == {f"de-test-{i}" for i in range(30)}

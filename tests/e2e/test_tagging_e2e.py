@@ -76,6 +76,13 @@ def experiment(tmp_path_factory):
     return path, root / "store", data
 
 
+def majority_f1(path) -> float:
+    """seqeval F1 of tagging every word NOUN, the most frequent tag."""
+    sentences = [s.split("\n") for s in path.read_text(encoding="utf-8").strip().split("\n\n")]
+    gold = [[line.split("\t")[1] for line in s] for s in sentences]
+    return seqeval_f1([["NOUN"] * len(s) for s in gold], gold) * 100
+
+
 def test_run_learns_tags_and_scores_every_language(monkeypatch, capsys, experiment):
     config, store, data = experiment
     monkeypatch.setattr(sys, "argv", ["xstilts", "run", str(config), "--store", str(store)])
@@ -87,10 +94,12 @@ def test_run_learns_tags_and_scores_every_language(monkeypatch, capsys, experime
     f1 = {(r.language, r.split): r.value for r in results.results() if r.phase == "target" and r.metric == "f1"}
     assert set(f1) == {(lang, split) for lang in LEXICON for split in ("dev", "test")}
 
-    dev = [s.split("\n") for s in (data / "dev-en.tsv").read_text(encoding="utf-8").strip().split("\n\n")]
-    gold = [[line.split("\t")[1] for line in s] for s in dev]
-    majority = seqeval_f1([["NOUN"] * len(s) for s in gold], gold) * 100
-    assert majority < 30 and f1[("en", "dev")] > 90 > majority + 60
+    majority = {key: majority_f1(data / f"{key[1]}-{key[0]}.tsv") for key in f1}
+    assert max(majority.values()) < 30 and f1[("en", "dev")] > 90 > majority[("en", "dev")] + 60
+    # Zero-shot: no word is shared but digits and the full stop, yet word order and those anchors
+    # carry over (measured: de 44-47, fr 47-55 against a NOUN baseline below 30).
+    for key in [key for key in f1 if key[0] != "en"]:
+        assert f1[key] > majority[key] + 10, (key, f1, majority)
 
     # Every token of every sentence got exactly one label in the prediction file, long ones too.
     run = results.runs()[0]["run"]
