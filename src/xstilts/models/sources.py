@@ -159,11 +159,11 @@ def load_masked_lm(
         strict=True,
     )
     head, reason = _copy_head(masked_lm, missing_head, source)
-    if head is not None:
-        head.bind_encoder(encoder)
-        reason = _check_logits(masked_lm, encoder, head) or reason
-        head = head if reason == "" else None
-    return encoder, tokenizer, head, reason
+    if head is None:
+        return encoder, tokenizer, None, reason
+    head.bind_encoder(encoder)
+    mismatch = _check_logits(masked_lm, encoder, head)
+    return encoder, tokenizer, None if mismatch else head, mismatch
 
 
 def _unused_by_masked_lm(key: str) -> bool:

