@@ -16,8 +16,6 @@ import torch
 from rich.progress import Progress
 from torch import nn
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
-from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
-from transformers.trainer_pt_utils import get_parameter_names
 
 from xstilts.config.schema import DevAggregation, MixtureConfig, Mixing, Precision, TrainConfig
 from xstilts.evaluation.predict import EvalSplit, evaluate_split, primary_score
@@ -26,13 +24,11 @@ from xstilts.models.multitask import MultiTaskModel
 from xstilts.tasks.spec import TaskSpec
 from xstilts.formats.batching import collate, example_units, shuffled_examples, take
 from xstilts.models.runtime import autocast
+from xstilts.training.optim import build_adamw
 from xstilts.training.samplers import draw_tasks, task_probabilities
 
 # bump when a change to training changes the weights it produces; part of every checkpoint key
 TRAINING_VERSION = 2
-
-# The name patterns HF Trainer.get_decay_parameter_names passes next to ALL_LAYERNORM_LAYERS.
-NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 
 
 @dataclass
@@ -65,18 +61,6 @@ def total_steps(tasks: list[TrainTask], cfg: TrainConfig) -> tuple[int, int]:
     per_epoch = max(1, math.ceil(examples / (cfg.batch_size * cfg.grad_accum)))
     steps = max(1, math.ceil(per_epoch * cfg.epochs))
     return per_epoch, min(steps, cfg.max_steps) if cfg.max_steps else steps
-
-
-def build_adamw(model: nn.Module, *, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters, without weight decay on biases and LayerNorm weights
-    (the HF Trainer, XTREME and jiant recipe), chosen by transformers' own helper."""
-    decayed = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS, NO_DECAY_NAME_PATTERNS))
-    trainable = [(name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
-    groups = [
-        {"params": [p for name, p in trainable if name in decayed], "weight_decay": weight_decay},
-        {"params": [p for name, p in trainable if name not in decayed], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW([group for group in groups if group["params"]], lr=learning_rate)
 
 
 def aggregate_dev(scores: dict[str, float], tasks: list[TrainTask], how: DevAggregation) -> float:

@@ -21,7 +21,7 @@ from xstilts.data.io import numbered_lines
 from xstilts.atomic import atomic_directory
 from xstilts.models.sources import check_loading_info
 from xstilts.models.runtime import autocast
-from xstilts.training.loop import build_adamw
+from xstilts.training.optim import build_adamw
 
 
 def read_sentences(files: list[Path], seed: int) -> list[str]:

@@ -18,7 +18,8 @@ from xstilts.models.multitask import MultiTaskModel
 from xstilts.models.tiny import train_wordpiece_tokenizer
 from xstilts.tasks.registry import load_registry
 from xstilts.training import loop
-from xstilts.training.loop import TrainTask, build_adamw, micro_batch_loss, total_steps, train_model
+from xstilts.training.loop import TrainTask, micro_batch_loss, total_steps, train_model
+from xstilts.training.optim import build_adamw
 
 REGISTRY = load_registry()
 WORDS = "the cat dog sat on under a mat house tree big small red paris where is it".split()
