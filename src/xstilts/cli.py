@@ -88,33 +88,61 @@ def tasks(
     out.print(table)
 
 
+class ResultsFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    parquet = "parquet"
+
+
 @app.command()
 def results(
     run: Annotated[Optional[str], typer.Option(help="only this run")] = None,
-    format: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = OutputFormat.table,
+    format: Annotated[ResultsFormat, typer.Option("--format", help="table, json, csv or parquet")] = ResultsFormat.table,
+    output: Annotated[Optional[Path], typer.Option(help="file for csv (default: stdout) or parquet (required)")] = None,
+    study: Annotated[Optional[str], typer.Option(help="only runs of this study")] = None,
+    axis: Annotated[Optional[list[str]], typer.Option(help="NAME=LABEL: only runs at this axis label (repeatable)")] = None,
+    task: Annotated[Optional[str], typer.Option(help="only this task")] = None,
+    language: Annotated[Optional[str], typer.Option(help="only this language")] = None,
+    split: Annotated[Optional[str], typer.Option(help="only this split")] = None,
     store: StoreOption = None,
 ) -> None:
-    """Print result rows from the store, and the evaluations that failed (in json: on stderr)."""
-    if format is OutputFormat.json:
-        from xstilts.experiments.store import ResultsStore, store_home
+    """Print or export result rows from the store, and the evaluations that failed (except in the table: on stderr)."""
+    from xstilts.atomic import atomic_write_text
+    from xstilts.experiments.export import check_filters, export_results, parse_axes
+    from xstilts.experiments.store import ResultsStore, store_home
 
-        results_store = ResultsStore(store_home(store))
-        rows = results_store.results(run)
-        sys.stdout.write(json.dumps([row.as_dict() for row in rows], indent=1) + "\n")
-        # stdout stays a list of result rows; failures are reported beside it.
-        for error in results_store.errors(run):
-            err.print(f"error: run {error.run} {error.task} {error.split}-{error.language}: {error.message}", highlight=False, soft_wrap=True)
+    results_store = ResultsStore(store_home(store))
+    filters = {"study": study, "axes": parse_axes(axis or []), "task": task, "language": language, "split": split}
+    check_filters(results_store, study, filters["axes"])
+    if format is ResultsFormat.table:
+        if output:
+            raise UserError("--output: the table goes to the terminal; use --format csv, parquet or json for a file")
+        print_results(store, run, **filters)
         return
-    print_results(store, run)
+    if format is ResultsFormat.json:
+        text = json.dumps([row.as_dict() for row in results_store.results(run, **filters)], indent=1) + "\n"
+        if output:
+            atomic_write_text(output, text)
+        else:
+            sys.stdout.write(text)
+    else:
+        count = export_results(results_store, format.value, output, run, **filters)
+        if output:
+            err.print(f"wrote {count} rows to {output}", highlight=False, soft_wrap=True)
+    # stdout stays the rows alone; failures are reported beside it.
+    for error in results_store.errors(run, **filters):
+        err.print(f"error: run {error.run} {error.task} {error.split}-{error.language}: {error.message}", highlight=False, soft_wrap=True)
 
 
-def print_results(store: Optional[Path], run: Optional[str]) -> None:
+def print_results(store: Optional[Path], run: Optional[str], **filters) -> None:
+    """The rows (of one run, or passing `filters`: study, axes, task, language, split), then failures."""
     from xstilts.analysis.tables import results_table
     from xstilts.experiments.store import ResultsStore, store_home
 
     results_store = ResultsStore(store_home(store))
-    out.print(results_table(results_store.results(run)))
-    errors = results_store.errors(run)
+    out.print(results_table(results_store.results(run, **filters)))
+    errors = results_store.errors(run, **filters)
     if errors:
         table = Table("run", "phase", "task", "split", "language", "error", title="failed evaluations")
         for error in errors:
