@@ -9,6 +9,7 @@ Every artifact is content-keyed under the work dir and reused by later quickstar
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from statistics import fmean
@@ -33,11 +34,25 @@ QUICKSTART_CONFIG = Path(str(resources.files("xstilts.experiments") / "quickstar
 CONTROL_ARM = "control"
 
 
-def prepare_data(cfg: QuickstartConfig, workdir: Path, console: Console) -> Path:
+@dataclass(frozen=True)
+class Miniature:
+    """The prepared miniature: the synthetic benchmark's folder and the two tiny models."""
+
+    data: Path
+    initial: Path
+    pretrained: Path
+
+
+def data_folder(cfg: QuickstartConfig, workdir: Path) -> Path:
+    """Where the synthetic benchmark of `cfg` is (or will be) generated: keyed by what shapes it."""
     languages = cfg.languages_file and hash_file(cfg.languages_file)
     generator = hash_tree(Path(str(resources.files("xstilts.synthetic"))))
     key = hash_json({"seed": cfg.seed, "sizes": cfg.sizes, "generator": generator, "languages_file": languages})[:12]
-    data = workdir / f"data-{key}"
+    return workdir / f"data-{key}"
+
+
+def prepare_data(cfg: QuickstartConfig, workdir: Path, console: Console) -> Path:
+    data = data_folder(cfg, workdir)
     if not (data / "manifest.json").exists():
         console.print(f"generating the synthetic benchmark into {data}")
         generate_benchmark(data, seed=cfg.seed, sizes=cfg.sizes, languages_file=cfg.languages_file)
@@ -57,12 +72,10 @@ def check_languages(cfg: QuickstartConfig, registry: TaskRegistry) -> None:
 def prepare_models(cfg: QuickstartConfig, data: Path, workdir: Path, console: Console) -> tuple[Path, Path]:
     """(random-init model, MLM-pretrained model), each keyed by everything that shapes it."""
     texts = sorted((data / "mlm").glob("*.txt"))
-    corpus_key = hash_json([hash_tree(data / "mlm"), cfg.model.model_dump(), cfg.seed, BUILDER_VERSION])[:12]
-    initial = workdir / f"tiny-{corpus_key}"
+    initial, pretrained = model_folders(cfg, data, workdir)
     if not (initial / "config.json").exists():
         lines = [line for path in texts for line in path.read_text(encoding="utf-8").splitlines()]
         build_tiny_model(initial, lines, seed=cfg.seed, **cfg.model.model_dump())
-    pretrained = workdir / f"tiny-mlm-{hash_json([corpus_key, cfg.pretrain.model_dump(), cfg.precision.value])[:12]}"
     if not (pretrained / "config.json").exists():
         with make_progress(console) as progress:
             pretrain_mlm(
@@ -70,6 +83,32 @@ def prepare_models(cfg: QuickstartConfig, data: Path, workdir: Path, console: Co
                 device=resolve_device(cfg.device), precision=cfg.precision, progress=progress,
             )
     return initial, pretrained
+
+
+def model_folders(cfg: QuickstartConfig, data: Path, workdir: Path) -> tuple[Path, Path]:
+    """Where the random-init and the MLM-pretrained model of `cfg` on the generated `data` are."""
+    corpus_key = hash_json([hash_tree(data / "mlm"), cfg.model.model_dump(), cfg.seed, BUILDER_VERSION])[:12]
+    pretrained_key = hash_json([corpus_key, cfg.pretrain.model_dump(), cfg.precision.value])[:12]
+    return workdir / f"tiny-{corpus_key}", workdir / f"tiny-mlm-{pretrained_key}"
+
+
+def prepare_miniature(cfg: QuickstartConfig, workdir: Path, console: Console) -> Miniature:
+    """Generate the synthetic benchmark, build the tiny model and pretrain it (each step only
+    when its content-keyed folder is missing); what a study's `prepare` node runs."""
+    check_languages(cfg, load_registry())
+    data = prepare_data(cfg, workdir, console)
+    return Miniature(data, *prepare_models(cfg, data, workdir, console))
+
+
+def find_miniature(cfg: QuickstartConfig, workdir: Path) -> Miniature | None:
+    """The prepared miniature of `cfg` under `workdir`, or None while any part of it is missing."""
+    data = data_folder(cfg, workdir)
+    if not (data / "manifest.json").exists():
+        return None
+    initial, pretrained = model_folders(cfg, data, workdir)
+    if not ((initial / "config.json").exists() and (pretrained / "config.json").exists()):
+        return None
+    return Miniature(data, initial, pretrained)
 
 
 def arm_configs(cfg: QuickstartConfig, data: Path, initial: Path, pretrained: Path) -> list[tuple[str, ExperimentConfig]]:

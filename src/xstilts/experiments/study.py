@@ -1,0 +1,418 @@
+"""Studies: one YAML file -> a grid of experiments -> a graph of nodes whose shared work is shared.
+
+    prepare  the offline miniature (synthetic data, tiny model, MLM), when `quickstart:` is set
+    phase2   one per distinct phase-2 identity (start model, intermediate config, seeds, data),
+             feeding every grid point that needs it
+    run      one per grid point: phase 3 and the zero-shot sweep, phase 2 from the cache
+
+Every grid point is validated before anything runs; node ids are stable hashes of what the
+nodes compute, so a rerun of the same study finds the nodes already done in the store.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from rich.console import Console
+
+from xstilts.config.loading import describe_validation_error, read_yaml, unshare
+from xstilts.config.schema import ExperimentConfig, QuickstartConfig
+from xstilts.config.study import AxisConfig, StudyConfig
+from xstilts.errors import UserError, did_you_mean
+from xstilts.experiments.fingerprint import hash_file, hash_json
+from xstilts.experiments.phases import RunContext, intermediate_key, resolved_spec
+from xstilts.experiments.quickstart import QUICKSTART_CONFIG, data_folder, find_miniature, prepare_miniature
+from xstilts.experiments.run import recorded_run, run_experiment, run_intermediate_only
+from xstilts.experiments.store import COMPLETED, FAILED, PARTIAL, NodeState, ResultsStore
+from xstilts.tasks.registry import TaskRegistry, load_registry
+
+PREPARE, PHASE2, RUN = "prepare", "phase2", "run"
+# Node statuses besides the store's (running, failed, interrupted): done, and pending (never started).
+DONE, PENDING = "done", "pending"
+# `model` values that name the prepared miniature's models (Miniature fields).
+PLACEHOLDERS = {"quickstart:initial": "initial", "quickstart:pretrained": "pretrained"}
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One experiment of the grid: its run name, its axis labels (axis -> label) and config."""
+
+    name: str
+    labels: dict[str, str]
+    config: ExperimentConfig
+
+
+@dataclass
+class Node:
+    """One unit of work. Picklable: executors send it to other processes and machines.
+
+    `config` is the experiment config (JSON form) of a run node, or of the first grid point a
+    phase-2 node feeds; `quickstart` is the miniature's config (JSON form) when the study has one.
+    """
+
+    id: str
+    kind: str
+    study: str
+    deps: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    config: dict | None = None
+    quickstart: dict | None = None
+    feeds: int = 0  # grid points that use this node's output (phase-2 nodes)
+
+
+@dataclass
+class Study:
+    """A loaded study: its config, grid points and node graph (nodes in dependency order)."""
+
+    config: StudyConfig
+    path: Path
+    home: Path
+    points: list[GridPoint]
+    nodes: dict[str, Node]
+    quickstart: QuickstartConfig | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def load_study(path: Path | str, home: Path | str) -> Study:
+    """Read, validate and expand a study file into its grid points and node graph.
+
+    `home` is the results store: the miniature's data folder lives under it, so it is part of
+    the configs (and node ids) of a study with `quickstart:`.
+
+    Example:
+        >>> study = load_study("configs/studies/quickstart-seeds.yaml", "xstilts_runs")
+        >>> len(study.points), sum(node.kind == "phase2" for node in study.nodes.values())
+    """
+    path, home = Path(path), Path(home).resolve()
+    document = read_yaml(path, "study file")
+    if not isinstance(document, dict):
+        raise UserError(f"{path}: a study file must be a mapping of keys")
+    try:
+        config = StudyConfig.model_validate(document)
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc, str(path), StudyConfig)) from None
+    quickstart = load_quickstart(config, path)
+    points = expand(config, path, base_document(config, path), quickstart and data_map(quickstart, home))
+    return Study(config, path, home, points, build_graph(config.name, points, quickstart, home), quickstart)
+
+
+def base_document(config: StudyConfig, path: Path) -> dict:
+    """The base experiment as a mapping (an experiment YAML is read relative to the study file)."""
+    if isinstance(config.base, dict):
+        return unshare(config.base)
+    base_path = config.base if config.base.is_absolute() else path.parent / config.base
+    document = read_yaml(base_path, "base experiment config")
+    if not isinstance(document, dict):
+        raise UserError(f"{base_path}: a config file must be a mapping of keys")
+    return document
+
+
+def load_quickstart(config: StudyConfig, path: Path) -> QuickstartConfig | None:
+    """The shipped quickstart config with the study's `quickstart:` settings applied."""
+    if config.quickstart is None:
+        return None
+    document = read_yaml(QUICKSTART_CONFIG, "quickstart config")
+    for key, value in config.quickstart.items():
+        apply_setting(document, key, value)
+    try:
+        return QuickstartConfig.model_validate(document)
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc, f"{path}: quickstart", QuickstartConfig)) from None
+
+
+def data_map(quickstart: QuickstartConfig, home: Path) -> dict[str, str]:
+    """task -> folder of the miniature's benchmark, for the tasks of its `data` map."""
+    data = data_folder(quickstart, home / "quickstart")
+    return {task: str(data / folder) for task, folder in quickstart.data.items()}
+
+
+def apply_setting(document: dict, dotted: str, value: Any) -> None:
+    """Set `dotted` (a.b.c) in `document`. A mapping merges into an existing mapping, so an axis
+    value `target: {task: xnli}` keeps the base's target.train; anything else replaces."""
+    parts = dotted.split(".")
+    node = document
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+        for key, item in value.items():
+            apply_setting(node[parts[-1]], key, item)
+    else:
+        node[parts[-1]] = unshare(value)
+
+
+def value_label(value: Any) -> str:
+    """A label from an axis value's text: lists join with '+', paths keep their last part."""
+    if isinstance(value, list):
+        text = "+".join(value_label(item) for item in value) or "none"
+    elif isinstance(value, dict):
+        text = "+".join(f"{key}{value_label(item)}" for key, item in value.items()) or "none"
+    elif value is None or isinstance(value, bool):
+        text = str(value).lower()
+    else:
+        text = str(value)
+        text = Path(text).name if "/" in text else text
+    return re.sub(r"[^A-Za-z0-9.+=_-]+", "_", text).strip("_") or "_"
+
+
+def axis_entries(name: str, axis: AxisConfig, path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(label, {dotted key: value}) per value of one axis, in order; labels are unique."""
+    if isinstance(axis.values, dict):
+        items = list(axis.values.items())
+    else:
+        items = [(value_label(value), value) for value in axis.values]
+    labels = [str(label) for label, _ in items]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise UserError(f"{path}: axis {name!r}: label {repeated[0]!r} names two values (give the values as label: value)")
+    if axis.key is None:
+        return [(str(label), dict(value)) for label, value in items]
+    return [(str(label), {axis.key: value}) for label, value in items]
+
+
+def combinations(config: StudyConfig, path: Path) -> list[list[tuple[str, str, dict]]]:
+    """Every grid point as [(axis, label, settings)] in the axes' order: the product over the
+    axes, where the axes of a zip group advance together."""
+    entries = {name: axis_entries(name, axis, path) for name, axis in config.axes.items()}
+    group_of = {axis: tuple(group) for group in config.zip for axis in group}
+    dimensions: list[tuple[str, ...]] = []
+    for name in config.axes:
+        dimension = group_of.get(name, (name,))
+        if dimension not in dimensions:
+            dimensions.append(dimension)
+    choices = [
+        [[(axis, *entries[axis][index]) for axis in dimension] for index in range(len(entries[dimension[0]]))]
+        for dimension in dimensions
+    ]
+    order = list(config.axes)
+    return [sorted(itertools.chain(*picked), key=lambda entry: order.index(entry[0])) for picked in itertools.product(*choices)]
+
+
+def expand(config: StudyConfig, path: Path, base: dict, miniature_data: dict[str, str] | None) -> list[GridPoint]:
+    """Validate every grid point against the experiment schema and the task registry; a
+    mistake is one line naming the study file, the grid point's axis labels and the key."""
+    points, names = [], set()
+    for combination in combinations(config, path):
+        document = unshare(base)
+        for _, _, settings in combination:
+            for key, value in settings.items():
+                apply_setting(document, key, value)
+        labels = {axis: label for axis, label, _ in combination}
+        name = "-".join([config.name, *labels.values()])
+        if name in names:
+            raise UserError(f"{path}: two grid points are both named {name!r}; give their axes distinct labels")
+        names.add(name)
+        document["name"] = name
+        if miniature_data:
+            document["data"] = {**miniature_data, **(document.get("data") or {})}
+        points.append(GridPoint(name, labels, validate_point(document, combination, path)))
+    return points
+
+
+def blame(key: str, combination: list[tuple[str, str, dict]]) -> str:
+    """The axis values that set `key` (or a section around it), else all of the point's values."""
+    hits = [
+        f"{axis}={label}" for axis, label, settings in combination
+        if any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in settings)
+    ]
+    return ", ".join(hits or [f"{axis}={label}" for axis, label, _ in combination])
+
+
+@functools.lru_cache(maxsize=None)
+def cached_registry(task_specs: tuple[str, ...]) -> TaskRegistry:
+    """The registry of a set of spec files, read once while a study is expanded."""
+    return load_registry([Path(spec) for spec in task_specs])
+
+
+def validate_point(document: dict, combination: list[tuple[str, str, dict]], path: Path) -> ExperimentConfig:
+    try:
+        config = ExperimentConfig.model_validate(document)
+    except ValidationError as exc:
+        key = ".".join(str(part) for part in exc.errors()[0]["loc"] if not isinstance(part, int))
+        raise UserError(describe_validation_error(exc, f"{path}: axis {blame(key, combination)}", ExperimentConfig)) from None
+    model = config.model
+    if model.startswith("quickstart:") and model not in PLACEHOLDERS:
+        raise UserError(
+            f"{path}: axis {blame('model', combination)}: key 'model': unknown placeholder {model!r}"
+            f"{did_you_mean(model, PLACEHOLDERS)}"
+        )
+    try:
+        registry = cached_registry(tuple(str(spec) for spec in config.task_specs))
+        for task in [config.target.task, *(config.intermediate.tasks if config.intermediate else [])]:
+            registry.get(task)
+    except UserError as exc:
+        raise UserError(f"{path}: axis {blame('target.task', combination)}: {exc}") from None
+    return config
+
+
+def task_specs_identity(config: ExperimentConfig) -> list[str]:
+    """The extra spec files by absolute path and content (a changed spec is another phase 2)."""
+    return [f"{Path(p).resolve()}:{hash_file(p) if Path(p).is_file() else 'missing'}" for p in config.task_specs]
+
+
+def phase2_identity(config: ExperimentConfig, prepare: str | None) -> dict:
+    """What phase 2 computes: the same fields its checkpoint key covers, in the study's terms
+    (a placeholder model is the placeholder of the prepare node, resolved only at run time)."""
+    phase = config.intermediate
+    model = f"{config.model}@{prepare}" if config.model in PLACEHOLDERS else config.model
+    return {
+        "model": model, "model_revision": config.model_revision, "intermediate": phase.model_dump(mode="json"),
+        "seed": config.seed, "data_seed": config.data_seed, "precision": config.precision.value,
+        "data": {task: str(Path(config.data[task]).resolve()) if task in config.data else None for task in phase.tasks},
+        "task_specs": task_specs_identity(config),
+    }
+
+
+def node_id(kind: str, identity: Any) -> str:
+    return f"{kind}-{hash_json(identity)[:12]}"
+
+
+def build_graph(study: str, points: list[GridPoint], quickstart: QuickstartConfig | None, home: Path) -> dict[str, Node]:
+    """prepare (if any) -> one phase-2 node per distinct phase-2 identity -> one run node per point."""
+    nodes: dict[str, Node] = {}
+    miniature = quickstart and quickstart.model_dump(mode="json")
+    prepare = None
+    if quickstart is not None:
+        prepare = node_id(PREPARE, {"quickstart": miniature, "workdir": str(home / "quickstart")})
+        nodes[prepare] = Node(prepare, PREPARE, study, quickstart=miniature, feeds=len(points))
+    runs = []
+    for point in points:
+        deps = [prepare] if prepare else []
+        config = point.config.model_dump(mode="json")
+        if point.config.intermediate is not None:
+            phase2 = node_id(PHASE2, phase2_identity(point.config, prepare))
+            if phase2 not in nodes:
+                nodes[phase2] = Node(phase2, PHASE2, study, tuple(deps), config=config, quickstart=miniature)
+            nodes[phase2].feeds += 1
+            deps.append(phase2)
+        run = node_id(RUN, {"study": study, "config": config})
+        runs.append(Node(run, RUN, study, tuple(deps), dict(point.labels), config, miniature, feeds=1))
+    nodes.update((node.id, node) for node in runs)
+    return nodes
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    """What executing a node gave: completed or failed (with the one-line reason), and its run."""
+
+    node: str
+    status: str
+    message: str | None = None
+    run: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """A node's state before or after a study run: done, running, failed, interrupted or pending."""
+
+    status: str
+    message: str | None = None
+    run: str | None = None
+
+
+def workdir(home: Path) -> Path:
+    """Where a study's miniature is prepared: the same place `xstilts quickstart` uses."""
+    return Path(home) / "quickstart"
+
+
+def resolved_config(node: Node, home: Path) -> ExperimentConfig:
+    """A node's experiment config with a placeholder model replaced by the prepared model."""
+    config = dict(node.config)
+    if config["model"] in PLACEHOLDERS:
+        miniature = find_miniature(QuickstartConfig.model_validate(node.quickstart), workdir(home))
+        if miniature is None:
+            raise UserError(f"node {node.id}: the miniature is not prepared (its prepare node has not completed)")
+        config["model"] = str(getattr(miniature, PLACEHOLDERS[config["model"]]))
+    if node.kind == PHASE2:
+        config["name"] = f"{node.study}-{node.id}"
+    return ExperimentConfig.model_validate(config)
+
+
+def run_prepare(node: Node, home: Path, console: Console) -> str:
+    """Prepare the miniature as a run of the study (so that its failure has a stored reason)."""
+    store = ResultsStore(home)
+    with recorded_run(store, f"{node.study}-{node.id}", node.quickstart, study=node.study, node=node.id) as (run, *_):
+        prepare_miniature(QuickstartConfig.model_validate(node.quickstart), workdir(home), console)
+    return run
+
+
+def execute_node(node: Node, home: str) -> NodeOutcome:
+    """Run one node, in whatever process the executor chose. A user's mistake (a missing file, a
+    partial run) is a failed outcome with its one-line reason, never an exception, so futures
+    carry outcomes; a bug still raises (the scheduler reports it as the node's failure)."""
+    console, path = Console(stderr=True), Path(home)
+    try:
+        if node.kind == PREPARE:
+            run = run_prepare(node, path, console)
+        elif node.kind == PHASE2:
+            config = resolved_config(node, path)
+            run = run_intermediate_only(config, path, console, config.name, study=node.study, node=node.id)
+        else:
+            config = resolved_config(node, path)
+            run = run_experiment(config, home=path, console=console, study=node.study, node=node.id, axes=node.labels)
+    except UserError as exc:
+        return NodeOutcome(node.id, FAILED, one_line(exc), getattr(exc, "run_id", None))
+    return NodeOutcome(node.id, COMPLETED, None, run)
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def phase2_checkpoint(node: Node, home: Path, store: ResultsStore) -> Path | None:
+    """The cached checkpoint of a phase-2 node, found by its real content key. Computed only
+    when the start model is on disk and every task's data is local (a hub model's fingerprint
+    needs the network); otherwise the store's record of the node decides."""
+    try:
+        config = resolved_config(node, home)
+        if not Path(config.model).exists() or any(task not in config.data for task in config.intermediate.tasks):
+            return None
+        registry = load_registry(config.task_specs)
+        ctx = RunContext("plan", config, registry, store, home, torch.device("cpu"), Console(stderr=True))
+        specs = [resolved_spec(name, ctx) for name in config.intermediate.tasks]
+        return store.find_checkpoint(intermediate_key(config.intermediate, specs, ctx))
+    except (UserError, OSError):
+        return None
+
+
+def is_done(node: Node, study: Study, store: ResultsStore, state: NodeState | None) -> bool:
+    if node.kind == PREPARE:  # its folders are its result, whatever the store says
+        return find_miniature(study.quickstart, workdir(study.home)) is not None
+    if state is not None and state.status == COMPLETED:
+        return True
+    return node.kind == PHASE2 and phase2_checkpoint(node, study.home, store) is not None
+
+
+def node_statuses(study: Study, store: ResultsStore) -> dict[str, NodeStatus]:
+    """Every node's status from the store and the checkpoint cache, in dependency order. A node
+    whose dependency failed reads failed, naming the dependency that failed first and why."""
+    recorded = store.node_states(list(study.nodes))
+    statuses: dict[str, NodeStatus] = {}
+    causes: dict[str, str] = {}  # failed node -> the reason its dependants fail with
+    for node in study.nodes.values():
+        state = recorded.get(node.id)
+        failed_deps = [dep for dep in node.deps if dep in causes]
+        if is_done(node, study, store, state):
+            status = NodeStatus(DONE, None, state and state.run)
+        elif failed_deps:
+            status = NodeStatus(FAILED, causes[failed_deps[0]], state and state.run)
+        elif state is None:
+            status = NodeStatus(PENDING)
+        else:
+            status = NodeStatus(FAILED if state.status == PARTIAL else state.status, state.message, state.run)
+        if status.status == FAILED:
+            causes[node.id] = causes[failed_deps[0]] if failed_deps else f"dependency {node.id} failed: {status.message}"
+        statuses[node.id] = status
+    return statuses
