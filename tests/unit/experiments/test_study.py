@@ -151,3 +151,171 @@ def test_nine_mixtures_by_nine_targets_train_nine_phase_2_models(tmp_path):
     renamed = load_study(write_study(tmp_path, {**document, "name": "other"}), tmp_path)
     assert {n.id for n in renamed.nodes.values() if n.kind == PHASE2} == set(phase2)
     assert not {n.id for n in renamed.nodes.values() if n.kind == RUN} & {n.id for n in runs}
+
+
+def fake_node(node: Node, home: str) -> NodeOutcome:
+    """A stand-in for execute_node: node 'a' fails as a user's mistake would, 'bug' raises."""
+    if node.id == "a":
+        return NodeOutcome(node.id, FAILED, "data/x/train.tsv: file not found")
+    if node.id == "bug":
+        raise ValueError("a bug in one node")
+    return NodeOutcome(node.id, COMPLETED, None, f"run-of-{node.id}")
+
+
+def graph() -> dict[str, Node]:
+    spec = [("p", ()), ("a", ("p",)), ("b", ("p",)), ("r1", ("a",)), ("r2", ("a", "b")), ("r3", ("b",)),
+            ("bug", ("b",)), ("z", ("r1",)), ("after-bug", ("bug",))]
+    return {name: Node(name, RUN, "s", deps) for name, deps in spec}
+
+
+def test_a_failing_node_fails_its_dependants_only_and_the_study_goes_on():
+    events = []
+    outcomes = run_graph(graph(), set(graph()) - {"p"}, SequentialExecutor(), 1, "home", fn=fake_node,
+                         on_event=lambda event: events.append((event.kind, event.node.id)))
+    assert "p" not in outcomes  # done already: not run again
+    status = {node: (outcome.status, outcome.message) for node, outcome in outcomes.items()}
+    assert status["a"] == (FAILED, "data/x/train.tsv: file not found")
+    assert status["r1"] == status["r2"] == status["z"] == (FAILED, "dependency a failed: data/x/train.tsv: file not found")
+    assert status["b"] == status["r3"] == (COMPLETED, None)
+    assert status["bug"] == (FAILED, "ValueError: a bug in one node")
+    assert status["after-bug"] == (FAILED, "dependency bug failed: ValueError: a bug in one node")
+    assert outcomes["r3"].run == "run-of-r3"
+    started = [node for kind, node in events if kind == "started"]
+    assert set(started) == {"a", "b", "r3", "bug"}  # no dependant of a failed node ever starts
+
+
+class ThreadExecutor:
+    """Runs nodes on threads and records how many were in flight at once and in what order they ended."""
+
+    def __init__(self):
+        self.pool = concurrent.futures.ThreadPoolExecutor(8)
+        self.lock, self.running, self.most, self.ended = threading.Lock(), 0, 0, []
+
+    def submit(self, fn, *args):
+        def call():
+            with self.lock:
+                self.running += 1
+                self.most = max(self.most, self.running)
+            time.sleep(0.05)
+            with self.lock:
+                self.running -= 1
+                self.ended.append(args[0].id)
+            return fn(*args)
+        return self.pool.submit(call)
+
+    def shutdown(self):
+        self.pool.shutdown()
+
+
+def test_the_scheduler_keeps_at_most_limit_nodes_in_flight_and_starts_a_node_after_its_dependencies():
+    nodes = {f"n{i}": Node(f"n{i}", RUN, "s", ("root",)) for i in range(6)}
+    nodes = {"root": Node("root", PHASE2, "s"), **nodes, "last": Node("last", RUN, "s", ("n0", "n5"))}
+    executor = ThreadExecutor()
+    outcomes = run_graph(nodes, set(nodes), executor, 2, "home", fn=fake_node)
+    executor.shutdown()
+    assert all(outcome.status == COMPLETED for outcome in outcomes.values()) and len(outcomes) == 8
+    assert executor.most == 2
+    assert executor.ended[0] == "root" and executor.ended[-1] == "last"
+
+
+def study_in(tmp_path, document: dict, home: Path):
+    return load_study(write_study(tmp_path, document), home)
+
+
+def test_done_running_failed_and_pending_come_from_the_store(tmp_path):
+    home = tmp_path / "home"
+    study = study_in(tmp_path, {"name": "d", "base": base(), "axes": {
+        "mix": {"key": "intermediate.tasks", "values": {"nli": ["mnli"], "qa": ["squad"]}},
+        "seed": {"key": "seed", "values": [0, 1]},
+    }}, home)
+    phase2 = [node for node in study.nodes.values() if node.kind == PHASE2]
+    runs = [node for node in study.nodes.values() if node.kind == RUN]
+    assert [len(phase2), len(runs)] == [4, 4]
+    nli, qa = phase2[0], phase2[2]  # seed 0 of each mixture
+    nli_run, qa_run, other_run = runs[0], runs[2], runs[1]
+    assert nli_run.deps == (nli.id,) and qa_run.deps == (qa.id,)
+    store = ResultsStore(home)
+    assert {status.status for status in node_statuses(study, store).values()} == {"pending"}
+    store.start_run("r1", "x", {}, study="d", node=nli.id)
+    store.complete_run("r1", [], [])
+    store.start_run("r2", "x", {}, study="d", node=qa.id)
+    store.finish_run("r2", FAILED, message="data/squad/train.json: file not found")
+    store.start_run("r3", "x", {}, study="d", node=nli_run.id)  # this (live) process runs it
+    store.start_run("r4", "x", {}, study="d", node=other_run.id)
+    store.finish_run("r4", FAILED, message="first try failed")
+    store.start_run("r5", "x", {}, study="d", node=other_run.id)  # the latest run of a node decides
+    store.complete_run("r5", [], [])
+    statuses = node_statuses(study, store)
+    assert (statuses[nli.id].status, statuses[nli.id].run) == ("done", "r1")
+    assert (statuses[qa.id].status, statuses[qa.id].message) == (FAILED, "data/squad/train.json: file not found")
+    assert (statuses[qa_run.id].status, statuses[qa_run.id].message) == (
+        FAILED, f"dependency {qa.id} failed: data/squad/train.json: file not found")
+    assert statuses[nli_run.id].status == "running"
+    assert statuses[other_run.id].status == "done"
+    assert statuses[runs[3].id].status == "pending"
+
+
+def test_a_phase_2_node_is_done_when_its_checkpoint_is_in_the_cache(tmp_path, nli_fixture, tiny_model):
+    home = tmp_path / "home"
+    document = {"name": "c", "base": base(model=str(tiny_model), task_specs=[str(nli_fixture["spec"])],
+                                          data={"mnli": str(nli_fixture["mnli"]), "toy-xnli": str(nli_fixture["xnli"])},
+                                          target={"task": "toy-xnli", "train": TRAIN}),
+                "axes": {"seed": {"key": "seed", "values": [0, 1]}}}
+    study = study_in(tmp_path, document, home)
+    store = ResultsStore(home)
+    seed0, seed1 = (node for node in study.nodes.values() if node.kind == PHASE2)
+    assert node_statuses(study, store)[seed0.id].status == "pending"
+    # The key run_intermediate_phase computes for seed 0's config (e.g. an earlier `xstilts run` trained it).
+    config = study.points[0].config
+    ctx = RunContext("earlier", config, load_registry(config.task_specs), store, tmp_path, None, None)
+    key = intermediate_key(config.intermediate, [resolved_spec("mnli", ctx)], ctx)
+    (tmp_path / "ckpt").mkdir()
+    store.record_checkpoint(key, tmp_path / "ckpt", "earlier")
+    statuses = node_statuses(study, store)
+    assert statuses[seed0.id].status == "done" and statuses[seed1.id].status == "pending"
+
+
+def test_the_plan_estimates_training_steps_from_local_data_and_marks_hub_data_unknown(tmp_path, nli_fixture):
+    document = {"name": "e", "base": base(task_specs=[str(nli_fixture["spec"])],
+                                          data={"mnli": str(nli_fixture["mnli"]), "toy-xnli": str(nli_fixture["xnli"])},
+                                          target={"task": "toy-xnli", "train": TRAIN}),
+                "axes": {"arm": {"values": {
+                    "full": {"intermediate.tasks": ["mnli"]},
+                    "small": {"intermediate.max_examples": {"mnli": 100}},
+                    "capped": {"intermediate.train.max_steps": 5},
+                    "hub": {"intermediate.tasks": ["qqp"]},
+                }}}}
+    study = study_in(tmp_path, document, tmp_path / "home")
+    steps = {node.id: node_steps(node) for node in study.nodes.values()}
+    phase2 = [steps[node.id] for node in study.nodes.values() if node.kind == PHASE2]
+    runs = [steps[node.id] for node in study.nodes.values() if node.kind == RUN]
+    # 600 training examples, batch 32: 19 steps an epoch, 2 epochs; 100 examples: 4 an epoch.
+    assert phase2 == [38, 8, 5, None] and runs == [38, 38, 38, 38]
+    statuses = node_statuses(study, ResultsStore(tmp_path / "home"))
+    assert plan_summary(study, statuses, steps) == "8 nodes, 8 to run, ~203 training steps (+ 1 nodes of unknown size: data not on disk)"
+
+
+def test_the_shipped_seeds_study_prepares_the_miniature_once_with_the_quickstarts_settings(tmp_path):
+    study = load_study(STUDIES / "quickstart-seeds.yaml", tmp_path)
+    assert kinds(study) == {PREPARE: 1, PHASE2: 15, RUN: 100}  # 3 intermediate arms x 5 seeds
+    [prepare] = [node.id for node in study.nodes.values() if node.kind == PREPARE]
+    assert all(prepare in node.deps for node in study.nodes.values() if node.kind != PREPARE)
+    shipped = QuickstartConfig.model_validate(read_yaml(QUICKSTART_CONFIG, "quickstart"))
+    assert study.quickstart == shipped
+    arms = {}
+    for point in study.points:
+        arms.setdefault(point.labels["arm"], set()).add((point.config.model, tuple(point.config.intermediate.tasks) if point.config.intermediate else ()))
+        assert point.config.target.train == shipped.target_train and point.config.target.eval_splits == shipped.eval_splits
+        assert point.config.intermediate is None or point.config.intermediate.train == shipped.intermediate_train
+        assert point.config.data["synth-topic"].parent.parent == tmp_path.resolve() / "quickstart"
+    expected = {name: {("quickstart:pretrained", tuple(tasks))} for name, tasks in shipped.arms.items()}
+    assert arms == {"control": {("quickstart:initial", ())}, **expected}
+    assert {point.config.seed for point in study.points} == {0, 1, 2, 3, 4}
+    assert {point.config.target.task for point in study.points} == set(shipped.targets)
+
+
+def test_workers_get_a_gpu_each_or_an_equal_share_of_the_cores():
+    assert worker_environments(3, ["4", "7"], cores=16) == [
+        {"CUDA_VISIBLE_DEVICES": "4"}, {"CUDA_VISIBLE_DEVICES": "7"}, {"CUDA_VISIBLE_DEVICES": "4"}]
+    assert worker_environments(2, [], cores=5) == [{"XSTILTS_TORCH_THREADS": "2", "OMP_NUM_THREADS": "2"}] * 2
+    assert worker_environments(4, [], cores=2)[0]["XSTILTS_TORCH_THREADS"] == "1"
