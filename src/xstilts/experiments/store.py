@@ -197,7 +197,7 @@ def check_version(db: sqlite3.Connection, path: Path) -> int:
     return version
 
 
-def where(**filters) -> tuple[str, list]:
+def filter_clause(**filters) -> tuple[str, list]:
     """A WHERE clause over a row table `t` joined with `runs`, for the filters that are set.
 
     `axes` ({name: label}) matches the run's JSON axes; json_each rather than a json_extract
@@ -347,7 +347,7 @@ class ResultsStore:
         return status
 
     def _rows(self, select: str, table: str, order: str, filters: dict) -> list[sqlite3.Row]:
-        clause, params = where(**filters)
+        clause, params = filter_clause(**filters)
         query = f"SELECT {select} FROM {table} AS t LEFT JOIN runs ON runs.run = t.run{clause} ORDER BY {order}"
         with self._connect() as db:
             return db.execute(query, params).fetchall()
@@ -402,7 +402,8 @@ class ResultsStore:
 
     def _describe(self, rows: list[sqlite3.Row]) -> list[dict]:
         """Rows of `runs` as dicts. A running run whose process has ended reads as interrupted,
-        and is stored so (only if still running: a run that finished meanwhile keeps its status)."""
+        and is stored so (only if still running: a run that finished meanwhile keeps its status);
+        its `finished` stays empty, since when the process died is not known."""
         entries, gone = [], []
         for row in rows:
             entry = {key: row[key] for key in RUN_KEYS}
