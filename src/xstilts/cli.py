@@ -34,13 +34,15 @@ def run(config: Annotated[Path, typer.Argument(help="experiment YAML")], overrid
     """Run an experiment: intermediate phase, target phase, zero-shot sweep over every language."""
     from xstilts.config.loading import load_config
     from xstilts.experiments.run import IncompleteRun, run_experiment
+    from xstilts.training.distributed import is_main
 
     try:
         run_id = run_experiment(load_config(config, overrides or []), home=store, console=err)
     except IncompleteRun as exc:
         print_results(store, exc.run_id)  # the rows that did land, then the one-line error
         raise
-    print_results(store, run_id)
+    if is_main():  # under torchrun the other processes stop after training; rank 0 reports the run
+        print_results(store, run_id)
 
 
 @app.command(name="eval")

@@ -38,6 +38,7 @@ from xstilts.models.sources import load_encoder, load_masked_lm
 from xstilts.tasks.registry import TaskRegistry
 from xstilts.tasks.spec import Format, TaskSpec
 from xstilts.training.checkpoint import HeadInfo, LoadedCheckpoint, is_checkpoint, load_checkpoint, save_checkpoint
+from xstilts.training.distributed import broadcast_object, is_main, main_writes
 from xstilts.training.loop import TRAINING_VERSION, TrainResult, TrainTask, train_model
 
 
@@ -220,7 +221,7 @@ def checkpoint_metadata(ctx: RunContext, phase: str, key: str, train: TrainConfi
 
 def cached_checkpoint(ctx: RunContext, key: str, phase: str) -> Path | None:
     """The stored checkpoint with `key`, if any; records the run's use of `key` either way."""
-    existing = ctx.store.find_checkpoint(key)
+    existing = broadcast_object(ctx.store.find_checkpoint(key))  # data-parallel ranks decide as rank 0 does
     ctx.store.record_checkpoint_use(ctx.run_id, key, reused=existing is not None, phase=phase)
     if existing is not None:
         ctx.console.print(f"{phase}: reusing checkpoint {key} ({existing})")
@@ -264,8 +265,9 @@ def run_intermediate_phase(ctx: RunContext) -> tuple[Path, str, list[ResultRow]]
     dropout = phase.train.dropout if phase.train.dropout is not None else 0.1
     loaded = load_start(ctx.config.model, HandOff.ENCODER_ONLY, {s.head_name: s for s in specs}, ctx, dropout)
     result = train_phase(loaded, specs, phase.train, ctx, phase.mixture, phase.max_examples, languages)
-    path = save_checkpoint(
-        ctx.store.checkpoints_dir / f"phase2-{key}", loaded.model, loaded.tokenizer,
+    path = ctx.store.checkpoints_dir / f"phase2-{key}"
+    main_writes(  # data-parallel training: rank 0 writes it, and every rank loads it in phase 3
+        save_checkpoint, path, loaded.model, loaded.tokenizer,
         heads={s.head_name: HeadInfo.of(s) for s in specs},
         metadata=checkpoint_metadata(
             ctx, "intermediate", key, phase.train, start_model=ctx.config.model,
@@ -330,8 +332,9 @@ def train_target(ctx: RunContext, spec: TaskSpec, start: str, start_key: str) ->
         ctx.console.print(f"phase 3: hand-off {target.handoff.value}: kept heads {loaded.kept_heads}, dropped {loaded.dropped_heads}")
     result = train_phase(loaded, [spec], target.train, ctx)
     start_path = str(Path(start).resolve()) if Path(start).exists() else start
-    path = save_checkpoint(
-        ctx.store.checkpoints_dir / f"target-{key}", loaded.model, loaded.tokenizer,
+    path = ctx.store.checkpoints_dir / f"target-{key}"
+    main_writes(  # data-parallel training: rank 0 writes it
+        save_checkpoint, path, loaded.model, loaded.tokenizer,
         heads={spec.head_name: HeadInfo.of(spec)},
         metadata=checkpoint_metadata(
             ctx, "target", key, target.train, start=start_path, best_epoch=result.best_epoch,
@@ -362,6 +365,8 @@ def run_target_phase(ctx: RunContext, start: str, start_key: str | None = None) 
     if spec.format is Format.RETRIEVAL:
         return run_retrieval_target(ctx, start, spec)
     path = train_target(ctx, spec, start, start_key or ctx.model_key)
+    if not is_main():  # data-parallel training: the other ranks stop after training, rank 0 sweeps
+        return path, []
     link = ctx.run_dir / "checkpoints" / "target"
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(path.resolve(), target_is_directory=True)
@@ -379,6 +384,8 @@ def run_retrieval_target(ctx: RunContext, start: str, spec: TaskSpec) -> tuple[P
     """Phase 3 of a retrieval task: no training data, so the start encoder (the phase-2 checkpoint
     or the pretrained model) is evaluated as it is; returns that start and the sweep's rows."""
     target = ctx.config.target
+    if not is_main():  # data-parallel training: rank 0 alone evaluates
+        return Path(start), []
     loaded = load_start(start, HandOff.ENCODER_ONLY, {}, ctx, dropout=0.0)
     rows = run_retrieval_sweep(
         loaded.model.encoder, loaded.tokenizer, spec,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +40,7 @@ from xstilts.results import ResultRow
 from xstilts.tasks.registry import TaskRegistry, load_registry
 from xstilts.tasks.spec import Format, TaskSpec
 from xstilts.training.checkpoint import is_checkpoint, read_metadata
+from xstilts.training.distributed import check_batch_size, is_main, process_group
 
 # What `xstilts eval` uses for a model that records no training max_length (a pretrained model).
 DEFAULT_EVAL_MAX_LENGTH = 128
@@ -102,10 +105,25 @@ def preflight(config: ExperimentConfig, registry: TaskRegistry) -> ExperimentCon
     spec = registry.get(config.target.task)
     if spec.format is not Format.RETRIEVAL:  # retrieval trains nothing: no English training files
         check_files(spec, config.data.get(spec.name), [s for s in ("train", "dev") if s in spec.splits], [spec.train_language])
+        check_batch_size(config.target.train.batch_size, "target.train.batch_size")  # the global batch, split over processes
+    if config.intermediate:
+        check_batch_size(config.intermediate.train.batch_size, "intermediate.train.batch_size")
     splits = target_splits(spec, config.target.eval_splits)
     check_files(spec, config.data.get(spec.name), splits, target_languages(spec, config.target.languages))
     retrieval = resolve_retrieval_config(config.target.retrieval, config.model, spec)  # prefixes of the model's recipe
     return config.model_copy(update={"target": config.target.model_copy(update={"eval_splits": splits, "retrieval": retrieval})})
+
+
+@contextmanager
+def run_directory(store: ResultsStore, run_id: str) -> Iterator[Path]:
+    """The run's directory, built in a temporary folder renamed at the end; with a read-only
+    store (a data-parallel rank other than 0) a scratch folder that is then discarded."""
+    if store.read_only:
+        with tempfile.TemporaryDirectory(prefix="xstilts-rank-") as scratch:
+            yield Path(scratch)
+        return
+    with atomic_directory(store.runs_dir / run_id) as tmp:
+        yield tmp
 
 
 @contextmanager
@@ -117,7 +135,7 @@ def recorded_run(store: ResultsStore, name: str, config: dict):
     rows: list[ResultRow] = []
     errors: list[ErrorRow] = []
     try:
-        with atomic_directory(store.runs_dir / run_id) as tmp:
+        with run_directory(store, run_id) as tmp:
             (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
             yield run_id, tmp, rows, errors
             (tmp / "results.json").write_text(json.dumps([r.as_dict() for r in rows], indent=1), encoding="utf-8")
@@ -142,12 +160,14 @@ def run_experiment(config: ExperimentConfig, home: Path | str | None = None, con
         >>> run_id = run_experiment(load_config("configs/xnli-from-mnli.yaml"))
     """
     console = console or Console(stderr=True)
+    if not is_main():  # data-parallel training (torchrun): rank 0 reports and writes, the others train quietly
+        console = Console(stderr=True, quiet=True)
     registry = load_registry(config.task_specs)
     config = preflight(config, registry)
-    store = ResultsStore(store_home(home))
+    device = resolve_device(config.device)
+    store = ResultsStore(store_home(home), read_only=not is_main())
     record = recorded_run(store, config.name, config.model_dump(mode="json"))
-    with record as (run_id, run_dir, rows, errors), make_progress(console) as progress:
-        device = resolve_device(config.device)
+    with process_group(device), record as (run_id, run_dir, rows, errors), make_progress(console) as progress:
         ctx = RunContext(run_id, config, registry, store, run_dir, device, console, progress, errors=errors)
         start, start_key = config.model, None
         if config.intermediate:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 
 import numpy as np
@@ -13,10 +14,14 @@ from xstilts.errors import UserError
 
 
 def resolve_device(device: Device) -> torch.device:
+    """The configured device; under torchrun with several processes, a CUDA device is the one
+    of this process's LOCAL_RANK (one GPU per process)."""
     if device is Device.AUTO:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = Device.CUDA if torch.cuda.is_available() else Device.CPU
     if device is Device.CUDA and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA device is available (use device=auto or device=cpu)")
+    if device is Device.CUDA and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(device.value)
 
 
