@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
 
 import torch
 from rich.progress import Progress
@@ -22,10 +22,10 @@ from xstilts.evaluation.predict import EvalSplit, evaluate_split, primary_score
 from xstilts.formats.base import Feature, TaskFormat
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.tasks.spec import TaskSpec
-from xstilts.formats.batching import collate, example_units, shuffled_examples, take
+from xstilts.formats.batching import collate, example_units, shuffled_examples
 from xstilts.models.runtime import autocast
+from xstilts.training.distributed import all_reduce_gradients, broadcast_object, is_main, rank, shard, world_size
 from xstilts.training.optim import build_adamw
-from xstilts.training.resume import Checkpointing, StopSignals, TrainingState, after_step, restore
 from xstilts.training.samplers import draw_tasks, task_probabilities
 
 # bump when a change to training changes the weights it produces; part of every checkpoint key
@@ -71,7 +71,11 @@ def aggregate_dev(scores: dict[str, float], tasks: list[TrainTask], how: DevAggr
 
 
 def dev_scores(model, tasks, *, tokenizer, device, precision, batch_size) -> dict[str, float]:
-    return {
+    """Each task's English dev score. Under data-parallel training rank 0 scores and sends the
+    numbers to the others, so every rank keeps the same epoch (their weights are identical)."""
+    if not is_main():
+        return broadcast_object(None)
+    scores = {
         task.spec.name: primary_score(
             evaluate_split(
                 model, task.spec, task.fmt, task.dev,
@@ -82,17 +86,24 @@ def dev_scores(model, tasks, *, tokenizer, device, precision, batch_size) -> dic
         for task in tasks
         if task.dev is not None
     }
+    return broadcast_object(scores)
 
 
 def micro_batch_loss(model, tasks, streams, counts: dict[int, int], *, tokenizer, device, precision) -> torch.Tensor:
-    """Loss of one micro-batch holding `counts[i]` examples of task i, each task weighted by its share."""
+    """Loss of one micro-batch holding `counts[i]` examples of task i, each task weighted by its share.
+
+    Under data-parallel training every rank draws the whole micro-batch (the streams stay in
+    step) and trains on its share of the examples, weighted so that the ranks' losses sum to this
+    loss (`distributed.shard`); in one process the share is everything, with weight 1.
+    """
     total = sum(counts.values())
+    examples = {index: [next(streams[index]) for _ in range(count)] for index, count in counts.items()}
     loss = 0.0
-    for index, count in counts.items():
+    for index, (features, share) in shard(examples, rank(), world_size()).items():
         task = tasks[index]
-        batch = collate(take(streams[index], count), tokenizer, device)
+        batch = collate(features, tokenizer, device)
         with autocast(device, precision):
-            loss = loss + task.fmt.loss(model(task.spec.head_name, batch), batch) * (count / total)
+            loss = loss + task.fmt.loss(model(task.spec.head_name, batch), batch) * (counts[index] / total * share)
     return loss
 
 
@@ -115,19 +126,9 @@ def accumulate_gradients(
         loss = micro_batch_loss(model, tasks, streams, counts, tokenizer=tokenizer, device=device, precision=precision)
         (loss / cfg.grad_accum).backward()
         step_loss, trained = step_loss + loss.detach().float() / cfg.grad_accum, trained | set(counts)
+    # Data-parallel: the ranks' gradients summed into each (a no-op in one process), before clipping.
+    step_loss = all_reduce_gradients([p for p in model.parameters() if p.requires_grad], step_loss)
     return step_loss, trained
-
-
-def replay_steps(streams, draws: list[int], cfg: TrainConfig, mixing: Mixing, steps: int) -> None:
-    """Consume from the streams the examples of the first `steps` steps, computing nothing:
-    a resumed run's data order continues where the saved run stopped."""
-    per_step = 1 if mixing is Mixing.TASK_PER_STEP else cfg.batch_size * cfg.grad_accum
-    for start in range(0, steps * per_step, per_step):
-        for micro in range(cfg.grad_accum):
-            # In micro_batch_loss's order: by task, as micro_batch_counts lists them.
-            for index, count in micro_batch_counts(draws[start : start + per_step], micro, cfg.batch_size, mixing).items():
-                for _ in range(count):
-                    next(streams[index])
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -146,14 +147,8 @@ def train_model(
     mixture: MixtureConfig,
     seed: int,
     progress: Progress | None = None,
-    checkpointing: Checkpointing | None = None,
 ) -> TrainResult:
-    """Train `model` in place; with dev splits, keep the epoch with the best English dev score.
-
-    With `checkpointing`, a state saved in its folder is resumed from, the state is saved every
-    `checkpointing.every` steps, and SIGTERM or SIGUSR1 saves it at the end of the step and raises
-    `Interrupted`; the weights are the same as without interruption, bit for bit.
-    """
+    """Train `model` in place; with dev splits, keep the epoch with the best English dev score."""
     generator = torch.Generator().manual_seed(seed)
     model.to(device).train()
     if cfg.freeze_embeddings:
@@ -168,41 +163,34 @@ def train_model(
     # share it), or one task per example for mixed batches.
     per_step = 1 if mixture.mixing is Mixing.TASK_PER_STEP else cfg.batch_size * cfg.grad_accum
     draws = draw_tasks(probabilities, steps * per_step, generator)
-    state = TrainingState(model, optimizer, scheduler, generator)
-    if checkpointing and restore(state, checkpointing.folder, replay=partial(replay_steps, streams, draws, cfg, mixture.mixing)):
-        checkpointing.log(f"resuming {checkpointing.phase} from step {state.step} of {steps}")
+    result = TrainResult(steps=steps, best_epoch=None, best_dev_score=None)
+    best_state = None
     bar = progress.add_task("train " + "+".join(t.spec.name for t in tasks), total=steps) if progress else None
-    if bar is not None and state.step:
-        progress.update(bar, completed=state.step)
 
-    with StopSignals(enabled=checkpointing is not None) as stop:
-        for step in range(state.step + 1, steps + 1):
-            step_draws = draws[(step - 1) * per_step : step * per_step]
-            step_loss, trained = accumulate_gradients(
-                model, tasks, streams, step_draws, cfg, mixture.mixing, tokenizer=tokenizer, device=device, precision=precision
-            )
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if bar is not None:
-                names = "+".join(tasks[i].spec.name for i in sorted(trained))
-                progress.update(bar, advance=1, description=f"train {names} loss {float(step_loss):.3f}")
+    for step in range(1, steps + 1):
+        step_draws = draws[(step - 1) * per_step : step * per_step]
+        step_loss, trained = accumulate_gradients(
+            model, tasks, streams, step_draws, cfg, mixture.mixing, tokenizer=tokenizer, device=device, precision=precision
+        )
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if bar is not None:
+            names = "+".join(tasks[i].spec.name for i in sorted(trained))
+            progress.update(bar, advance=1, description=f"train {names} loss {float(step_loss):.3f}")
 
-            end_of_epoch = step % per_epoch == 0 or step == steps
-            if cfg.eval_every_epoch and end_of_epoch and any(t.dev for t in tasks):
-                scores = dev_scores(model, tasks, tokenizer=tokenizer, device=device, precision=precision, batch_size=cfg.batch_size * 2)
-                score = aggregate_dev(scores, tasks, mixture.dev_aggregation)
-                state.dev_history.append({"step": step, "mean": score, **scores})
-                if state.best_dev_score is None or score > state.best_dev_score:
-                    state.best_dev_score, state.best_epoch = score, math.ceil(step / per_epoch)
-                    # Early stopping on English dev: remember the best weights, restore them at the end.
-                    state.best_weights = cpu_state(model)
-            state.step = step
-            if checkpointing:
-                after_step(state, checkpointing, steps, stop)
+        end_of_epoch = step % per_epoch == 0 or step == steps
+        if cfg.eval_every_epoch and end_of_epoch and any(t.dev for t in tasks):
+            scores = dev_scores(model, tasks, tokenizer=tokenizer, device=device, precision=precision, batch_size=cfg.batch_size * 2)
+            score = aggregate_dev(scores, tasks, mixture.dev_aggregation)
+            result.dev_history.append({"step": step, "mean": score, **scores})
+            if result.best_dev_score is None or score > result.best_dev_score:
+                result.best_dev_score, result.best_epoch = score, math.ceil(step / per_epoch)
+                # Early stopping on English dev: remember the best weights, restore them at the end.
+                best_state = cpu_state(model)
 
-    if state.best_weights is not None:
-        model.load_state_dict(state.best_weights)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(steps=steps, best_epoch=state.best_epoch, best_dev_score=state.best_dev_score, dev_history=state.dev_history)
+    return result
