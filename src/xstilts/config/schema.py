@@ -190,6 +190,11 @@ class ExperimentConfig(Strict):
     target: TargetConfig
     device: Device = Device.AUTO
     precision: Precision = Precision.FP32
+    checkpoint_every: PositiveInt | None = Field(
+        500,
+        description="save the training state every N optimiser steps, for a rerun to resume from (null: only on "
+        "SIGTERM/SIGUSR1); changes when state is saved, never the weights, so it is in no checkpoint key",
+    )
 
     @model_validator(mode="after")
     def _distinct_tasks(self) -> ExperimentConfig:

@@ -40,6 +40,7 @@ from xstilts.tasks.spec import Format, TaskSpec
 from xstilts.training.checkpoint import HeadInfo, LoadedCheckpoint, is_checkpoint, load_checkpoint, save_checkpoint
 from xstilts.training.distributed import broadcast_object, is_main, main_writes
 from xstilts.training.loop import TRAINING_VERSION, TrainResult, TrainTask, train_model
+from xstilts.training.resume import Checkpointing, discard_state
 
 
 @dataclass
@@ -236,9 +237,11 @@ def train_phase(
     mixture: MixtureConfig | None = None,
     max_examples: dict[str, int] | None = None,
     languages: dict[str, str] | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> TrainResult:
     """Reseed, build the heads `specs` lack, and train: head initialisation and dropout depend
-    only on the seed, never on what ran before in this process."""
+    only on the seed, never on what ran before in this process. With `checkpointing`, a saved
+    training state of this phase is resumed from and new ones are saved."""
     dropout = cfg.dropout if cfg.dropout is not None else 0.1
     seed_everything(ctx.config.seed)
     add_missing_heads(loaded, specs, dropout)
@@ -249,8 +252,14 @@ def train_phase(
     return train_model(
         loaded.model, tasks, cfg,
         tokenizer=loaded.tokenizer, device=ctx.device, precision=ctx.config.precision,
-        mixture=mixture or MixtureConfig(), seed=ctx.config.seed, progress=ctx.progress,
+        mixture=mixture or MixtureConfig(), seed=ctx.config.seed, progress=ctx.progress, checkpointing=checkpointing,
     )
+
+
+def training_checkpointing(ctx: RunContext, phase: str, name: str) -> Checkpointing:
+    """Where a phase keeps its training state until its checkpoint is saved: STORE/resume/<name>,
+    named like the checkpoint (<phase>-<content key>), so a rerun of the same command resumes it."""
+    return Checkpointing(ctx.store.home / "resume" / name, every=ctx.config.checkpoint_every, phase=phase, log=ctx.console.print)
 
 
 def run_intermediate_phase(ctx: RunContext) -> tuple[Path, str, list[ResultRow]]:
@@ -264,7 +273,8 @@ def run_intermediate_phase(ctx: RunContext) -> tuple[Path, str, list[ResultRow]]
         return existing, key, []
     dropout = phase.train.dropout if phase.train.dropout is not None else 0.1
     loaded = load_start(ctx.config.model, HandOff.ENCODER_ONLY, {s.head_name: s for s in specs}, ctx, dropout)
-    result = train_phase(loaded, specs, phase.train, ctx, phase.mixture, phase.max_examples, languages)
+    checkpointing = training_checkpointing(ctx, "intermediate", f"phase2-{key}")
+    result = train_phase(loaded, specs, phase.train, ctx, phase.mixture, phase.max_examples, languages, checkpointing)
     path = ctx.store.checkpoints_dir / f"phase2-{key}"
     main_writes(  # data-parallel training: rank 0 writes it, and every rank loads it in phase 3
         save_checkpoint, path, loaded.model, loaded.tokenizer,
@@ -275,6 +285,7 @@ def run_intermediate_phase(ctx: RunContext) -> tuple[Path, str, list[ResultRow]]
         ),
     )
     ctx.store.record_checkpoint(key, path, ctx.run_id)
+    discard_state(checkpointing.folder)
     by_name = {spec.name: spec for spec in specs}
     rows = [
         ResultRow(ctx.run_id, "intermediate", name, languages[name], "dev", by_name[name].metric.value, value)
@@ -330,7 +341,8 @@ def train_target(ctx: RunContext, spec: TaskSpec, start: str, start_key: str) ->
     loaded = load_start(start, target.handoff, {spec.head_name: spec}, ctx, dropout)
     if loaded.kept_heads or loaded.dropped_heads:
         ctx.console.print(f"phase 3: hand-off {target.handoff.value}: kept heads {loaded.kept_heads}, dropped {loaded.dropped_heads}")
-    result = train_phase(loaded, [spec], target.train, ctx)
+    checkpointing = training_checkpointing(ctx, "target", f"target-{key}")
+    result = train_phase(loaded, [spec], target.train, ctx, checkpointing=checkpointing)
     start_path = str(Path(start).resolve()) if Path(start).exists() else start
     path = ctx.store.checkpoints_dir / f"target-{key}"
     main_writes(  # data-parallel training: rank 0 writes it
@@ -342,6 +354,7 @@ def train_target(ctx: RunContext, spec: TaskSpec, start: str, start_key: str) ->
         ),
     )
     ctx.store.record_checkpoint(key, path, ctx.run_id)
+    discard_state(checkpointing.folder)
     return path
 
 

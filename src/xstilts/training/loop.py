@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import torch
 from rich.progress import Progress
@@ -26,6 +26,7 @@ from xstilts.formats.batching import collate, example_units, shuffled_examples
 from xstilts.models.runtime import autocast
 from xstilts.training.distributed import all_reduce_gradients, broadcast_object, is_main, rank, shard, world_size
 from xstilts.training.optim import build_adamw
+from xstilts.training.resume import Checkpointing, StopSignals, TrainingState, after_step, restore
 from xstilts.training.samplers import draw_tasks, task_probabilities
 
 # bump when a change to training changes the weights it produces; part of every checkpoint key
@@ -131,6 +132,18 @@ def accumulate_gradients(
     return step_loss, trained
 
 
+def replay_steps(streams, draws: list[int], cfg: TrainConfig, mixing: Mixing, steps: int) -> None:
+    """Consume from the streams the examples of the first `steps` steps, computing nothing:
+    a resumed run's data order continues where the saved run stopped."""
+    per_step = 1 if mixing is Mixing.TASK_PER_STEP else cfg.batch_size * cfg.grad_accum
+    for start in range(0, steps * per_step, per_step):
+        for micro in range(cfg.grad_accum):
+            # In micro_batch_loss's order: by task, as micro_batch_counts lists them.
+            for index, count in micro_batch_counts(draws[start : start + per_step], micro, cfg.batch_size, mixing).items():
+                for _ in range(count):
+                    next(streams[index])
+
+
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of the weights in host memory: early stopping keeps one without a second model on the device."""
     return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
@@ -147,8 +160,14 @@ def train_model(
     mixture: MixtureConfig,
     seed: int,
     progress: Progress | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> TrainResult:
-    """Train `model` in place; with dev splits, keep the epoch with the best English dev score."""
+    """Train `model` in place; with dev splits, keep the epoch with the best English dev score.
+
+    With `checkpointing`, a state saved in its folder is resumed from, the state is saved every
+    `checkpointing.every` steps, and SIGTERM or SIGUSR1 saves it at the end of the step and raises
+    `Interrupted`; the weights are the same as without interruption, bit for bit.
+    """
     generator = torch.Generator().manual_seed(seed)
     model.to(device).train()
     if cfg.freeze_embeddings:
@@ -163,34 +182,41 @@ def train_model(
     # share it), or one task per example for mixed batches.
     per_step = 1 if mixture.mixing is Mixing.TASK_PER_STEP else cfg.batch_size * cfg.grad_accum
     draws = draw_tasks(probabilities, steps * per_step, generator)
-    result = TrainResult(steps=steps, best_epoch=None, best_dev_score=None)
-    best_state = None
+    state = TrainingState(model, optimizer, scheduler, generator)
+    if checkpointing and restore(state, checkpointing.folder, replay=partial(replay_steps, streams, draws, cfg, mixture.mixing)):
+        checkpointing.log(f"resuming {checkpointing.phase} from step {state.step} of {steps}")
     bar = progress.add_task("train " + "+".join(t.spec.name for t in tasks), total=steps) if progress else None
+    if bar is not None and state.step:
+        progress.update(bar, completed=state.step)
 
-    for step in range(1, steps + 1):
-        step_draws = draws[(step - 1) * per_step : step * per_step]
-        step_loss, trained = accumulate_gradients(
-            model, tasks, streams, step_draws, cfg, mixture.mixing, tokenizer=tokenizer, device=device, precision=precision
-        )
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if bar is not None:
-            names = "+".join(tasks[i].spec.name for i in sorted(trained))
-            progress.update(bar, advance=1, description=f"train {names} loss {float(step_loss):.3f}")
+    with StopSignals(enabled=checkpointing is not None) as stop:
+        for step in range(state.step + 1, steps + 1):
+            step_draws = draws[(step - 1) * per_step : step * per_step]
+            step_loss, trained = accumulate_gradients(
+                model, tasks, streams, step_draws, cfg, mixture.mixing, tokenizer=tokenizer, device=device, precision=precision
+            )
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if bar is not None:
+                names = "+".join(tasks[i].spec.name for i in sorted(trained))
+                progress.update(bar, advance=1, description=f"train {names} loss {float(step_loss):.3f}")
 
-        end_of_epoch = step % per_epoch == 0 or step == steps
-        if cfg.eval_every_epoch and end_of_epoch and any(t.dev for t in tasks):
-            scores = dev_scores(model, tasks, tokenizer=tokenizer, device=device, precision=precision, batch_size=cfg.batch_size * 2)
-            score = aggregate_dev(scores, tasks, mixture.dev_aggregation)
-            result.dev_history.append({"step": step, "mean": score, **scores})
-            if result.best_dev_score is None or score > result.best_dev_score:
-                result.best_dev_score, result.best_epoch = score, math.ceil(step / per_epoch)
-                # Early stopping on English dev: remember the best weights, restore them at the end.
-                best_state = cpu_state(model)
+            end_of_epoch = step % per_epoch == 0 or step == steps
+            if cfg.eval_every_epoch and end_of_epoch and any(t.dev for t in tasks):
+                scores = dev_scores(model, tasks, tokenizer=tokenizer, device=device, precision=precision, batch_size=cfg.batch_size * 2)
+                score = aggregate_dev(scores, tasks, mixture.dev_aggregation)
+                state.dev_history.append({"step": step, "mean": score, **scores})
+                if state.best_dev_score is None or score > state.best_dev_score:
+                    state.best_dev_score, state.best_epoch = score, math.ceil(step / per_epoch)
+                    # Early stopping on English dev: remember the best weights, restore them at the end.
+                    state.best_weights = cpu_state(model)
+            state.step = step
+            if checkpointing:
+                after_step(state, checkpointing, steps, stop)
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
     model.eval()
-    return result
+    return TrainResult(steps=steps, best_epoch=state.best_epoch, best_dev_score=state.best_dev_score, dev_history=state.dev_history)
