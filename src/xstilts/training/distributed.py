@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -23,6 +24,9 @@ from xstilts.formats.base import Feature
 from xstilts.formats.batching import is_per_position
 from xstilts.formats.windows import IGNORE
 
+# How long a rank waits in a collective: the others wait while rank 0 alone scores a dev set or
+# writes a checkpoint (NCCL's default, 10 minutes, is short for a large dev set on a large model).
+TIMEOUT = timedelta(hours=1)
 # Elements per all-reduce call (64 MiB of fp32): few calls, without a second copy of a large model's gradients.
 BUCKET_ELEMENTS = 1 << 24
 
@@ -33,10 +37,6 @@ def world_size() -> int:
 
 def rank() -> int:
     return int(os.environ.get("RANK", "0"))
-
-
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def is_distributed() -> bool:
@@ -56,9 +56,9 @@ def process_group(device: torch.device) -> Iterator[None]:
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
+        dist.init_process_group("nccl", device_id=device, timeout=TIMEOUT)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=TIMEOUT)
     try:
         yield
     finally:
