@@ -58,7 +58,7 @@ class RayExecutor:
                 check_reachable(address)
             try:
                 ray.init(
-                    address=address,
+                    address=address or "local",  # never a Ray that `ray start` left running here
                     num_cpus=None if address else math.ceil(cfg.workers * cfg.ray.cpus_per_node),
                     include_dashboard=False,
                     log_to_driver=False,  # the nodes' own logs stay in Ray's session folder
@@ -126,7 +126,11 @@ class SlurmExecutor:
     def submit(self, fn: Callable, *args: Any) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
         future.set_running_or_notify_cancel()  # a submitted job is not cancelled through its future
-        job = self._executor.submit(Requeueable(fn), *args)
+        try:
+            job = self._executor.submit(Requeueable(fn), *args)
+        except submitit.core.utils.FailedJobError as exc:  # sbatch said no: its own words, one line
+            reason = " ".join(str(exc).split()) or "no reason given"
+            raise UserError(f"sbatch refused the job: {reason} (check executor.slurm: partition, account, extra)") from None
         with self._lock:
             self._pending.append((job, future))
         return future

@@ -157,14 +157,14 @@ def test_slurm_job_warned_during_training_is_requeued(tmp_path):
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
-def stand_in_slurm(folder: Path) -> Path:
-    """`sbatch` that copies the script it is given to folder/script.sh and answers like Slurm, and
-    an `srun` for submitit to find."""
+ACCEPT = 'echo "Submitted batch job 4242"'
+
+
+def stand_in_slurm(folder: Path, reply: str = ACCEPT) -> Path:
+    """`sbatch` that copies the script it is given to folder/script.sh and replies like Slurm,
+    and an `srun` for submitit to find."""
     folder.mkdir()
-    scripts = {
-        "sbatch": f'#!/bin/sh\ncp "$1" {folder}/script.sh\necho "Submitted batch job 4242"\n',
-        "srun": "#!/bin/sh\nexit 1\n",
-    }
+    scripts = {"sbatch": f'#!/bin/sh\ncp "$1" {folder}/script.sh\n{reply}\n', "srun": "#!/bin/sh\nexit 1\n"}
     for name, text in scripts.items():
         (folder / name).write_text(text)
         (folder / name).chmod((folder / name).stat().st_mode | stat.S_IEXEC)
@@ -192,3 +192,14 @@ def test_slurm_without_sbatch_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(UserError, match=r"^sbatch not found: .*set executor.slurm.local=true to try locally$"):
         SlurmExecutor(ExecutorConfig(kind="slurm"), tmp_path)
+
+
+def test_a_job_sbatch_refuses_is_one_line(tmp_path, monkeypatch):
+    refuse = 'echo "sbatch: error: invalid partition specified: nope" >&2; exit 1'
+    monkeypatch.setenv("PATH", f"{stand_in_slurm(tmp_path / 'bin', refuse)}{os.pathsep}{os.environ['PATH']}")
+    executor = SlurmExecutor(ExecutorConfig(kind="slurm", slurm={"partition": "nope"}), tmp_path / "home")
+    try:
+        with pytest.raises(UserError, match=r"^sbatch refused the job: sbatch: error: invalid partition specified: nope \(check executor.slurm"):
+            executor.submit(operator.add, 1, 2)
+    finally:
+        executor.shutdown()
