@@ -29,7 +29,7 @@ from xstilts.errors import UserError, did_you_mean
 from xstilts.experiments.fingerprint import hash_file, hash_json
 from xstilts.experiments.phases import RunContext, intermediate_key, resolved_spec
 from xstilts.experiments.quickstart import QUICKSTART_CONFIG, data_folder, find_miniature, prepare_miniature
-from xstilts.experiments.run import recorded_run, run_experiment, run_intermediate_only
+from xstilts.experiments.run import new_run_id, recorded_run, run_experiment, run_intermediate_only
 from xstilts.experiments.store import COMPLETED, FAILED, PARTIAL, NodeState, ResultsStore
 from xstilts.tasks.registry import TaskRegistry, load_registry
 
@@ -293,8 +293,10 @@ def build_graph(study: str, points: list[GridPoint], quickstart: QuickstartConfi
         if point.config.intermediate is not None:
             phase2 = node_id(PHASE2, phase2_identity(point.config, prepare))
             if phase2 not in nodes:
-                nodes[phase2] = Node(phase2, PHASE2, study, tuple(deps), config=config, quickstart=miniature)
-            nodes[phase2].feeds += 1
+                nodes[phase2] = Node(phase2, PHASE2, study, tuple(deps), dict(point.labels), config, miniature)
+            shared = nodes[phase2]  # its labels: those of every grid point it feeds
+            shared.labels = {axis: label for axis, label in shared.labels.items() if point.labels.get(axis) == label}
+            shared.feeds += 1
             deps.append(phase2)
         run = node_id(RUN, {"study": study, "config": config})
         runs.append(Node(run, RUN, study, tuple(deps), dict(point.labels), config, miniature, feeds=1))
@@ -352,6 +354,8 @@ def execute_node(node: Node, home: str) -> NodeOutcome:
     partial run) is a failed outcome with its one-line reason, never an exception, so futures
     carry outcomes; a bug still raises (the scheduler reports it as the node's failure)."""
     console, path = Console(stderr=True), Path(home)
+    store = ResultsStore(path)
+    latest = store.node_states([node.id]).get(node.id)
     try:
         if node.kind == PREPARE:
             run = run_prepare(node, path, console)
@@ -362,8 +366,20 @@ def execute_node(node: Node, home: str) -> NodeOutcome:
             config = resolved_config(node, path)
             run = run_experiment(config, home=path, console=console, study=node.study, node=node.id, axes=node.labels)
     except UserError as exc:
-        return NodeOutcome(node.id, FAILED, one_line(exc), getattr(exc, "run_id", None))
+        now = store.node_states([node.id]).get(node.id)
+        if now is None or now == latest:  # failed in the checks before its run was recorded
+            return NodeOutcome(node.id, FAILED, one_line(exc), record_failure(store, node, one_line(exc)))
+        return NodeOutcome(node.id, FAILED, one_line(exc), now.run)
     return NodeOutcome(node.id, COMPLETED, None, run)
+
+
+def record_failure(store: ResultsStore, node: Node, message: str) -> str:
+    """A failed run for a node that failed before its run started, so that status shows why."""
+    name = node.config["name"] if node.kind == RUN else f"{node.study}-{node.id}"
+    run = new_run_id(name)
+    store.start_run(run, name, node.config or node.quickstart, study=node.study, node=node.id, axes=node.labels if node.kind == RUN else None)
+    store.finish_run(run, FAILED, message=message)
+    return run
 
 
 def one_line(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from xstilts.config.schema import ExperimentConfig, TrainConfig
 from xstilts.data.loading import load_examples
 from xstilts.errors import UserError
 from xstilts.experiments.phases import intermediate_language
-from xstilts.experiments.study import DONE, FAILED, PHASE2, PLACEHOLDERS, PREPARE, Node, NodeStatus, Study
+from xstilts.experiments.study import DONE, FAILED, PHASE2, PLACEHOLDERS, PREPARE, RUN, Node, NodeStatus, Study
 from xstilts.tasks.registry import load_registry
 from xstilts.tasks.spec import Format
 from xstilts.training.loop import total_steps
@@ -87,7 +87,7 @@ def node_table(study: Study, statuses: dict[str, NodeStatus], steps: dict[str, i
     table = Table(*columns, title=f"study {study.name}: {len(study.points)} grid points")
     for node in study.nodes.values():
         status = statuses[node.id]
-        labels = " ".join(node.labels.values()) if node.labels else f"feeds {node.feeds}"
+        labels = " ".join(node.labels.values()) + (f" (feeds {node.feeds})" if node.kind != RUN else "")
         cells = [node.kind, node.id, status.status, describe(node), labels, " ".join(node.deps) or "-"]
         if steps is not None:
             cells.append("?" if steps[node.id] is None else str(steps[node.id]))
