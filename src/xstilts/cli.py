@@ -208,6 +208,82 @@ def quickstart(
     out.print(f"results: {results_store.path} ({len(run_ids)} runs; `xstilts results` shows every row)")
 
 
+study_app = typer.Typer(no_args_is_help=True, help="Grids of experiments: plan a study, run what is not done, follow it.")
+app.add_typer(study_app, name="study")
+StudySpec = Annotated[Path, typer.Argument(help="study YAML (see configs/studies/)")]
+
+
+@study_app.command("plan")
+def study_plan(spec: StudySpec, store: StoreOption = None) -> None:
+    """Print the study's nodes, which are done, their dependencies and the training steps to run."""
+    from xstilts.experiments.store import ResultsStore, store_home
+    from xstilts.experiments.study import load_study, node_statuses
+    from xstilts.experiments.study_report import node_steps, node_table, plan_summary
+
+    study = load_study(spec, store_home(store))
+    statuses = node_statuses(study, ResultsStore(study.home))
+    steps = {node.id: node_steps(node) for node in study.nodes.values()}
+    out.print(node_table(study, statuses, steps))
+    out.print(plan_summary(study, statuses, steps))
+
+
+@study_app.command("status")
+def study_status(spec: StudySpec, store: StoreOption = None) -> None:
+    """Show each node as done, running, failed (with its reason), interrupted or pending."""
+    from xstilts.experiments.store import ResultsStore, store_home
+    from xstilts.experiments.study import load_study, node_statuses
+    from xstilts.experiments.study_report import node_table, status_summary
+
+    study = load_study(spec, store_home(store))
+    statuses = node_statuses(study, ResultsStore(study.home))
+    out.print(node_table(study, statuses))
+    out.print(status_summary(statuses))
+
+
+class ExecutorChoice(str, Enum):
+    local = "local"
+    ray = "ray"
+    slurm = "slurm"
+
+
+@study_app.command("run")
+def study_run(
+    spec: StudySpec,
+    executor: Annotated[Optional[ExecutorChoice], typer.Option(help="where nodes run (default: the study's executor.kind)")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="nodes at once (default: the study's executor.workers)")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Run the nodes that are not done, in dependency order; exit 2 when any node failed."""
+    from xstilts.config.study import ExecutorKind
+    from xstilts.experiments.scheduler import run_study
+    from xstilts.experiments.store import ResultsStore, store_home
+    from xstilts.experiments.study import FAILED, load_study, node_statuses
+    from xstilts.experiments.study_report import describe, status_summary
+
+    study = load_study(spec, store_home(store))
+    results_store = ResultsStore(study.home)
+    cfg = study.config.executor.model_copy(
+        update={key: value for key, value in (("kind", executor and ExecutorKind(executor.value)), ("workers", workers)) if value}
+    )
+    before = node_statuses(study, results_store)
+    err.print(f"study {study.name}: {status_summary(before)}; running the rest on {cfg.kind.value} x {cfg.workers}", highlight=False)
+
+    def report(event) -> None:
+        reason = f": {event.outcome.message}" if event.outcome and event.outcome.message else ""
+        labels = " ".join(event.node.labels.values())
+        err.print(f"{event.kind} {event.node.id} {labels} ({describe(event.node)}){reason}", highlight=False, soft_wrap=True)
+
+    outcomes = run_study(study, cfg, before, on_event=report)
+    print_results(store, None, study=study.name)
+    after = node_statuses(study, results_store)
+    out.print(f"study {study.name}: {status_summary(after)} ({len(outcomes)} run now)")
+    failed = [outcome for outcome in outcomes.values() if outcome.status == FAILED]
+    for outcome in failed:
+        err.print(f"failed: {outcome.node} ({describe(study.nodes[outcome.node])}): {outcome.message}", highlight=False, soft_wrap=True)
+    if failed:
+        raise UserError(f"{len(failed)} of {len(study.nodes)} nodes of study {study.name} failed; rerun the same command to run what is missing")
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit code."""
     from transformers.utils import logging as hf_logging

@@ -91,9 +91,9 @@ def check_model_revision(config: ExperimentConfig) -> None:
         raise UserError(f"key 'model_revision': model {config.model!r} is not a hub model; a revision pins hub models only")
 
 
-def preflight(config: ExperimentConfig, registry: TaskRegistry) -> ExperimentConfig:
-    """Resolve every task name, language, split and data file the experiment needs, before any
-    training; return the config with the target's eval splits spelled out."""
+def preflight_intermediate(config: ExperimentConfig, registry: TaskRegistry) -> None:
+    """Check the task names, the start model's revision and phase 2's data files (what a
+    study's phase-2 node needs, which must not fail for one target's missing file)."""
     for task in config.data:
         registry.get(task)
     check_model_revision(config)
@@ -102,6 +102,12 @@ def preflight(config: ExperimentConfig, registry: TaskRegistry) -> ExperimentCon
             spec = registry.get(name)
             language = intermediate_language(spec, config.intermediate)
             check_files(spec, config.data.get(name), [s for s in ("train", "dev") if s in spec.splits], [language])
+
+
+def preflight(config: ExperimentConfig, registry: TaskRegistry) -> ExperimentConfig:
+    """Resolve every task name, language, split and data file the experiment needs, before any
+    training; return the config with the target's eval splits spelled out."""
+    preflight_intermediate(config, registry)
     spec = registry.get(config.target.task)
     if spec.format is not Format.RETRIEVAL:  # retrieval trains nothing: no English training files
         check_files(spec, config.data.get(spec.name), [s for s in ("train", "dev") if s in spec.splits], [spec.train_language])
@@ -127,11 +133,13 @@ def run_directory(store: ResultsStore, run_id: str) -> Iterator[Path]:
 
 
 @contextmanager
-def recorded_run(store: ResultsStore, name: str, config: dict):
+def recorded_run(store: ResultsStore, name: str, config: dict, **node):
     """Yield (run id, temporary run dir, rows, errors); at the end rename the dir and store the
-    rows and errors. Raises IncompleteRun after storing when errors were collected."""
+    rows and errors. Raises IncompleteRun after storing when errors were collected. `node`:
+    the study, node and axes of a study's run (store.start_run); a failure's one-line reason
+    is stored with the failed status."""
     run_id = new_run_id(name)
-    store.start_run(run_id, name, config)
+    store.start_run(run_id, name, config, **node)
     rows: list[ResultRow] = []
     errors: list[ErrorRow] = []
     try:
@@ -142,16 +150,19 @@ def recorded_run(store: ResultsStore, name: str, config: dict):
             if errors:
                 (tmp / "errors.json").write_text(json.dumps([e.as_dict() for e in errors], indent=1), encoding="utf-8")
         store.complete_run(run_id, rows, errors)
-    except BaseException:
-        store.finish_run(run_id, FAILED)
+    except BaseException as exc:
+        store.finish_run(run_id, FAILED, message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise
     if errors:
         evaluated = {(row.task, row.language, row.split) for row in rows if row.phase != "intermediate"}
         raise IncompleteRun(run_id, errors, total=len(evaluated) + len(errors))
 
 
-def run_experiment(config: ExperimentConfig, home: Path | str | None = None, console: Console | None = None) -> str:
-    """Run start model -> (phase 2) -> phase 3 -> zero-shot sweep; return the run id.
+def run_experiment(
+    config: ExperimentConfig, home: Path | str | None = None, console: Console | None = None, **node
+) -> str:
+    """Run start model -> (phase 2) -> phase 3 -> zero-shot sweep; return the run id. `node`:
+    study, node and axes when the run is a node of a study (recorded with the run).
 
     Raises:
         IncompleteRun: some languages' evaluations failed (the others' rows are stored).
@@ -166,7 +177,7 @@ def run_experiment(config: ExperimentConfig, home: Path | str | None = None, con
     config = preflight(config, registry)
     device = resolve_device(config.device)
     store = ResultsStore(store_home(home), read_only=not is_main())
-    record = recorded_run(store, config.name, config.model_dump(mode="json"))
+    record = recorded_run(store, config.name, config.model_dump(mode="json"), **node)
     with process_group(device), record as (run_id, run_dir, rows, errors), make_progress(console) as progress:
         ctx = RunContext(run_id, config, registry, store, run_dir, device, console, progress, errors=errors)
         start, start_key = config.model, None
@@ -175,6 +186,20 @@ def run_experiment(config: ExperimentConfig, home: Path | str | None = None, con
             start, start_key = str(checkpoint), f"intermediate:{key}"
             rows.extend(phase_rows)
         _, phase_rows = run_target_phase(ctx, start, start_key)
+        rows.extend(phase_rows)
+    return run_id
+
+
+def run_intermediate_only(config: ExperimentConfig, home: Path | str | None, console: Console, name: str, **node) -> str:
+    """Phase 2 alone (a study's phase-2 node): train, or find in the cache, the phase-2
+    checkpoint of `config`, as a run named `name` holding its English dev rows; return the run id."""
+    registry = load_registry(config.task_specs)
+    preflight_intermediate(config, registry)
+    store = ResultsStore(store_home(home))
+    recorded = {key: value for key, value in config.model_dump(mode="json").items() if key != "target"}
+    with recorded_run(store, name, recorded, **node) as (run_id, run_dir, rows, errors), make_progress(console) as progress:
+        ctx = RunContext(run_id, config, registry, store, run_dir, resolve_device(config.device), console, progress, errors=errors)
+        _, _, phase_rows = run_intermediate_phase(ctx)
         rows.extend(phase_rows)
     return run_id
 
