@@ -29,6 +29,7 @@ from torch import nn
 
 from xstilts.atomic import atomic_directory
 from xstilts.errors import UserError
+from xstilts.training.distributed import broadcast_object, main_writes
 
 STATE_FILE = "state.json"
 TENSORS_FILE = "tensors.safetensors"
@@ -110,12 +111,13 @@ def after_step(state: TrainingState, checkpointing: Checkpointing, steps: int, s
     Raises:
         Interrupted: SIGTERM or SIGUSR1 arrived during this step; the state is saved.
     """
-    if stop.received is None and not checkpointing.due(state.step, steps):
+    received = broadcast_object(stop.received)  # data-parallel: every rank stops where rank 0 saw the signal
+    if received is None and not checkpointing.due(state.step, steps):
         return
-    save_state(state, checkpointing.folder)
-    if stop.received is not None:
+    main_writes(save_state, state, checkpointing.folder)  # data-parallel: rank 0 writes, the others wait
+    if received is not None:
         raise Interrupted(
-            f"{checkpointing.phase} training stopped by {signal.Signals(stop.received).name} after step {state.step} "
+            f"{checkpointing.phase} training stopped by {signal.Signals(received).name} after step {state.step} "
             f"of {steps}; its state is saved in {checkpointing.folder}: re-running the same command resumes from there"
         )
 
