@@ -45,7 +45,8 @@ def call(fn: Callable, *args: Any) -> Any:
 class RayExecutor:
     """Each node a Ray task: on the cluster at `executor.ray.address`, or on a Ray started here
     for the study with room for `workers` nodes at once. A task whose worker process dies fails
-    its future with Ray's WorkerCrashedError; it is not retried (the study's rerun does that)."""
+    its future with Ray's WorkerCrashedError; it is not retried (the study's rerun does that).
+    `home` is unused: Ray keeps its logs in its own session folder (/tmp/ray)."""
 
     def __init__(self, cfg: ExecutorConfig, home: Path):
         import ray
@@ -107,8 +108,9 @@ class SlurmExecutor:
     """Each node a Slurm job submitted through submitit, its files in HOME/slurm/ (<job id>_*).
 
     With `executor.slurm.local`, submitit's local executor runs the jobs as processes here.
-    A node that SIGUSR1 stopped (Slurm's warning before the time limit: training saves its
-    state and stops) is requeued and resumes from that state. `shutdown()` stops waiting for
+    A node that SIGUSR1 stopped (Slurm's warning before the time limit, and at pre-emption where
+    the cluster sends it then: training saves its state and stops) is requeued and resumes from
+    that state; SIGTERM alone (scancel) does not requeue. `shutdown()` stops waiting for
     the jobs but never cancels them: jobs already submitted keep running (`scancel` them), and
     the store records the nodes they complete for `xstilts study status` and the next run.
     """
@@ -166,10 +168,6 @@ def failure_line(exc: Exception) -> str:
     return " ".join(" ".join(str(exc).splitlines()[:2]).split()) or type(exc).__name__
 
 
-def _ignore(number: int, frame: Any) -> None:
-    """SIGUSR1 outside training: the wakeup pipe has recorded it; the node must not die of it."""
-
-
 class Requeueable(submitit.helpers.Checkpointable):
     """A node as a submitit job, put back in the queue when Slurm's warning (SIGUSR1) stopped it.
 
@@ -186,7 +184,8 @@ class Requeueable(submitit.helpers.Checkpointable):
         read, write = os.pipe()
         os.set_blocking(read, False)
         os.set_blocking(write, False)
-        previous_fd, previous_handler = signal.set_wakeup_fd(write), signal.signal(signal.SIGUSR1, _ignore)
+        # SIGUSR1 outside training: the pipe records it, and the node must not die of it.
+        previous_fd, previous_handler = signal.set_wakeup_fd(write), signal.signal(signal.SIGUSR1, lambda *_: None)
         try:
             result = self.fn(*args)
             try:
