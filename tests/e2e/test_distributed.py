@@ -21,12 +21,14 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "training"))
 from clitools import cli  # noqa: E402
-from test_loop import WORDS, build_model, run, train_task  # noqa: E402  (the loop tests' tiny BERT and data)
+from test_loop import WORDS, build_model, train_task  # noqa: E402  (the loop tests' tiny BERT and data)
 
-from xstilts.config.schema import MixtureConfig  # noqa: E402
+from xstilts.config.schema import MixtureConfig, Precision, TrainConfig  # noqa: E402
 from xstilts.experiments.store import ResultsStore  # noqa: E402
 from xstilts.models.tiny import train_wordpiece_tokenizer  # noqa: E402
+from xstilts.training import resume  # noqa: E402
 from xstilts.training.distributed import process_group, rank  # noqa: E402
+from xstilts.training.loop import train_model  # noqa: E402
 
 pytestmark = pytest.mark.slow
 VENV_BIN = Path(sys.executable).parent
@@ -39,9 +41,7 @@ CASES = {
     "mixed": ({"xnli": 8, "squad": 6, "hellaswag": 6}, MixtureConfig(mixing="mixed_batch"), {"batch_size": 5, "max_steps": 4}),
     "task_per_step": ({"xnli": 8, "panx": 8}, MixtureConfig(mixing="task_per_step"), {"batch_size": 4, "max_steps": 4}),
 }
-
-
-LEARNING_RATE = 1e-3  # test_loop.run's, and the run config's
+LEARNING_RATE = 1e-3
 # Biases added alike to every score a softmax compares: an attention key's (every position, for
 # one query), a multiple-choice scorer's (every choice), QA's (every position). The loss ignores
 # them, so their gradient is rounding noise, which AdamW scales to steps of up to lr.
@@ -49,15 +49,23 @@ SCORE_SHIFTS = ("attention.self.key.bias", "hellaswag.out_proj.bias", "squad.qa_
 
 
 def train_cases(out: Path) -> None:
-    """Train every case from the same seed; save this rank's final weights."""
+    """Train every case from the same seed, saving the training state (for resuming) after every
+    step into OUT/resume-<case>; save this rank's final weights and the steps it saved a state at."""
     tokenizer = train_wordpiece_tokenizer([" ".join(WORDS)] * 20, vocab_size=120)
+    saved, save_state = [], resume.save_state
+    resume.save_state = lambda state, folder: saved.append(state.step) or save_state(state, folder)
     weights = {}
     for name, (counts, mixture, train) in CASES.items():
         tasks = [train_task(task, count, tokenizer) for task, count in counts.items()]
         model = build_model(tokenizer, tasks)
-        run(model, tasks, tokenizer, mixture=mixture, weight_decay=0.1, **train)
+        cfg = TrainConfig(learning_rate=LEARNING_RATE, warmup_ratio=0.0, epochs=1, weight_decay=0.1, **train)
+        checkpointing = resume.Checkpointing(out / f"resume-{name}", every=1, phase=name, log=lambda line: None)
+        train_model(
+            model, tasks, cfg, tokenizer=tokenizer, device=torch.device("cpu"), precision=Precision.FP32,
+            mixture=mixture, seed=0, checkpointing=checkpointing,
+        )
         weights[name] = {key: value.detach().clone() for key, value in model.state_dict().items()}
-    torch.save(weights, out / f"rank{rank()}.pt")
+    torch.save({"weights": weights, "saved": saved}, out / f"rank{rank()}.pt")
 
 
 def torchrun(*args) -> subprocess.CompletedProcess:
@@ -77,6 +85,10 @@ def test_two_ranks_stay_in_sync_and_match_one_process_at_the_same_global_batch(t
     subprocess.run([sys.executable, __file__, single], env=env, check=True, timeout=600)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
     reference = torch.load(single / "rank0.pt")
+    # Rank 0 alone saved the resume states (after every step but the last), as one process does.
+    assert ranks[0]["saved"] == reference["saved"] == [1, 1, 2, 3, 1, 2, 3]  # steps 2, 4, 4 of the cases
+    assert ranks[1]["saved"] == []
+    ranks, reference = [r["weights"] for r in ranks], reference["weights"]
     for name, (_, _, train) in CASES.items():
         for key, value in reference[name].items():
             assert torch.equal(ranks[0][name][key], ranks[1][name][key]), (name, key)
