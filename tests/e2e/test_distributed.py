@@ -115,6 +115,7 @@ def config(tmp_path, nli_fixture, tiny_model):
         "data": {"mnli": str(nli_fixture["mnli"]), "toy-xnli": str(nli_fixture["xnli"])},
         "intermediate": {"tasks": ["mnli"], "train": train},
         "target": {"task": "toy-xnli", "train": train, "eval_splits": ["dev", "test"]},
+        "checkpoint_every": 10,  # resume states at steps 10 and 20 of each phase, written by rank 0
     }
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
@@ -140,6 +141,7 @@ def test_torchrun_xstilts_run_records_one_run_close_to_one_process(monkeypatch, 
     [run] = ddp.runs()  # rank 1 wrote no run, no rows, no directory
     assert run["status"] == "completed"
     assert [path.name for path in (tmp_path / "ddp" / "runs").iterdir()] == [run["run"]]
+    assert not list((tmp_path / "ddp" / "resume").glob("*/step-*"))  # discarded once each checkpoint was saved
     checkpoints = sorted(path.name for path in (tmp_path / "ddp" / "checkpoints").iterdir())
     assert [name.split("-")[0] for name in checkpoints] == ["phase2", "target"]
     for name in checkpoints:  # the same keys as one process's, and the same weights up to fp32 sums
