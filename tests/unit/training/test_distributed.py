@@ -35,6 +35,9 @@ def test_shards_hold_whole_examples_and_their_weighted_losses_sum_to_the_batch_l
     shares = [shard({0: examples}, rank, world) for rank in range(world)]
     assert all(0 in share for share in shares)  # 7 examples over at most 3 ranks: each holds some
     assert [f for share in shares for f in share[0][0]] == [f for example in examples for f in example]
+    if name != "xnli":  # no example's choices or windows are cut between two ranks
+        owners = [{f.get("example_index", f.get("group")) for f in share[0][0]} for share in shares]
+        assert sum(len(ids) for ids in owners) == len(set().union(*owners)) == 7
     total = 0.0
     for share in shares:
         features, weight = share[0]
