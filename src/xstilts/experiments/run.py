@@ -32,7 +32,7 @@ from xstilts.experiments.phases import (
     RunContext, intermediate_language, load_start, load_trained, run_intermediate_phase, run_target_phase,
     target_languages, target_splits,
 )
-from xstilts.experiments.store import FAILED, ErrorRow, ResultsStore, store_home
+from xstilts.experiments.store import FAILED, INTERRUPTED, ErrorRow, ResultsStore, store_home
 from xstilts.experiments.zero_shot import zero_shot
 from xstilts.models.runtime import resolve_device
 from xstilts.models.sources import PACKAGED_PREFIX
@@ -41,6 +41,7 @@ from xstilts.tasks.registry import TaskRegistry, load_registry
 from xstilts.tasks.spec import Format, TaskSpec
 from xstilts.training.checkpoint import is_checkpoint, read_metadata
 from xstilts.training.distributed import check_batch_size, is_main, process_group
+from xstilts.training.resume import Interrupted
 
 # What `xstilts eval` uses for a model that records no training max_length (a pretrained model).
 DEFAULT_EVAL_MAX_LENGTH = 128
@@ -150,6 +151,9 @@ def recorded_run(store: ResultsStore, name: str, config: dict, **node):
             if errors:
                 (tmp / "errors.json").write_text(json.dumps([e.as_dict() for e in errors], indent=1), encoding="utf-8")
         store.complete_run(run_id, rows, errors)
+    except Interrupted as exc:  # stopped on a signal with its training state saved: a rerun resumes
+        store.finish_run(run_id, INTERRUPTED, message=str(exc))
+        raise
     except BaseException as exc:
         store.finish_run(run_id, FAILED, message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise
