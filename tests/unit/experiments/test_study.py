@@ -319,3 +319,10 @@ def test_workers_get_a_gpu_each_or_an_equal_share_of_the_cores():
         {"CUDA_VISIBLE_DEVICES": "4"}, {"CUDA_VISIBLE_DEVICES": "7"}, {"CUDA_VISIBLE_DEVICES": "4"}]
     assert worker_environments(2, [], cores=5) == [{"XSTILTS_TORCH_THREADS": "2", "OMP_NUM_THREADS": "2"}] * 2
     assert worker_environments(4, [], cores=2)[0]["XSTILTS_TORCH_THREADS"] == "1"
+
+
+@pytest.mark.parametrize("path", sorted(STUDIES.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_study_expands_and_every_grid_point_validates(tmp_path, path):
+    study = load_study(path, tmp_path)
+    assert len(study.points) >= 2 and kinds(study)[RUN] == len(study.points)
+    assert all(point.name.startswith(f"{study.name}-") for point in study.points)
