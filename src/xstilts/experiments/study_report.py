@@ -87,7 +87,7 @@ def node_table(study: Study, statuses: dict[str, NodeStatus], steps: dict[str, i
     table = Table(*columns, title=f"study {study.name}: {len(study.points)} grid points")
     for node in study.nodes.values():
         status = statuses[node.id]
-        labels = " ".join(node.labels.values()) + (f" (feeds {node.feeds})" if node.kind != RUN else "")
+        labels = " ".join([*node.labels.values(), *([f"(feeds {node.feeds})"] if node.kind != RUN else [])])
         cells = [node.kind, node.id, status.status, describe(node), labels, " ".join(node.deps) or "-"]
         if steps is not None:
             cells.append("?" if steps[node.id] is None else str(steps[node.id]))
@@ -100,7 +100,7 @@ def plan_summary(study: Study, statuses: dict[str, NodeStatus], steps: dict[str,
     todo = [node for node in study.nodes if statuses[node].status != DONE]
     known = sum(steps[node] or 0 for node in todo)
     unknown = sum(steps[node] is None for node in todo)
-    extra = f" (+ {unknown} nodes of unknown size: data not on disk)" if unknown else ""
+    extra = f" (+ {unknown} nodes of unknown size: their data is on the hub or not on disk yet)" if unknown else ""
     return f"{len(study.nodes)} nodes, {len(todo)} to run, ~{known:,} training steps{extra}"
 
 

@@ -292,7 +292,7 @@ def test_the_plan_estimates_training_steps_from_local_data_and_marks_hub_data_un
     # 600 training examples, batch 32: 19 steps an epoch, 2 epochs; 100 examples: 4 an epoch.
     assert phase2 == [38, 8, 5, None] and runs == [38, 38, 38, 38]
     statuses = node_statuses(study, ResultsStore(tmp_path / "home"))
-    assert plan_summary(study, statuses, steps) == "8 nodes, 8 to run, ~203 training steps (+ 1 nodes of unknown size: data not on disk)"
+    assert plan_summary(study, statuses, steps) == "8 nodes, 8 to run, ~203 training steps (+ 1 nodes of unknown size: their data is on the hub or not on disk yet)"
 
 
 def test_the_shipped_seeds_study_prepares_the_miniature_once_with_the_quickstarts_settings(tmp_path):
