@@ -1,18 +1,22 @@
 """The typed study schema: a base experiment plus axes, and where the grid runs.
 
-A study expands into one experiment per grid point (see experiments/study.py). Unknown keys and
-wrong types are errors, like experiment configs.
+A study expands into one experiment per grid point (`combinations` here; validation and the node
+graph in experiments/study.py). Unknown keys and wrong types are errors, like experiment configs.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
+from xstilts.config.loading import unshare
 from xstilts.config.schema import Strict
+from xstilts.errors import UserError
 
 
 class ExecutorKind(str, Enum):
@@ -106,3 +110,66 @@ class StudyConfig(Strict):
             if len(lengths) > 1:
                 raise ValueError(f"zipped axes {group} have different numbers of values")
         return self
+
+
+def apply_setting(document: dict, dotted: str, value: Any) -> None:
+    """Set `dotted` (a.b.c) in `document`. A mapping merges into an existing mapping, so an axis
+    value `target: {task: xnli}` keeps the base's target.train; anything else replaces."""
+    parts = dotted.split(".")
+    node = document
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+        for key, item in value.items():
+            apply_setting(node[parts[-1]], key, item)
+    else:
+        node[parts[-1]] = unshare(value)
+
+
+def value_label(value: Any) -> str:
+    """A label from an axis value's text: lists join with '+', paths keep their last part."""
+    if isinstance(value, list):
+        text = "+".join(value_label(item) for item in value) or "none"
+    elif isinstance(value, dict):
+        text = "+".join(f"{key}{value_label(item)}" for key, item in value.items()) or "none"
+    elif value is None or isinstance(value, bool):
+        text = str(value).lower()
+    else:
+        text = str(value)
+        text = Path(text).name if "/" in text else text
+    return re.sub(r"[^A-Za-z0-9.+=_-]+", "_", text).strip("_") or "_"
+
+
+def axis_entries(name: str, axis: AxisConfig, path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(label, {dotted key: value}) per value of one axis, in order; labels are unique."""
+    if isinstance(axis.values, dict):
+        items = list(axis.values.items())
+    else:
+        items = [(value_label(value), value) for value in axis.values]
+    labels = [str(label) for label, _ in items]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise UserError(f"{path}: axis {name!r}: label {repeated[0]!r} names two values (give the values as label: value)")
+    if axis.key is None:
+        return [(str(label), dict(value)) for label, value in items]
+    return [(str(label), {axis.key: value}) for label, value in items]
+
+
+def combinations(config: StudyConfig, path: Path) -> list[list[tuple[str, str, dict]]]:
+    """Every grid point as [(axis, label, settings)] in the axes' order: the product over the
+    axes, where the axes of a zip group advance together."""
+    entries = {name: axis_entries(name, axis, path) for name, axis in config.axes.items()}
+    group_of = {axis: tuple(group) for group in config.zip for axis in group}
+    dimensions: list[tuple[str, ...]] = []
+    for name in config.axes:
+        dimension = group_of.get(name, (name,))
+        if dimension not in dimensions:
+            dimensions.append(dimension)
+    choices = [
+        [[(axis, *entries[axis][index]) for axis in dimension] for index in range(len(entries[dimension[0]]))]
+        for dimension in dimensions
+    ]
+    order = list(config.axes)
+    return [sorted(itertools.chain(*picked), key=lambda entry: order.index(entry[0])) for picked in itertools.product(*choices)]

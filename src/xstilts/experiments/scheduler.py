@@ -66,7 +66,7 @@ def run_graph(
                 outcomes[node_id] = NodeOutcome(node_id, FAILED, causes[failed[0]])
                 causes[node_id] = causes[failed[0]]
                 on_event(Event(FAILED, node, outcomes[node_id]))
-            elif len(in_flight) < limit and all(dep not in todo or outcomes.get(dep, _NONE).status == COMPLETED for dep in node.deps):
+            elif len(in_flight) < limit and all(dep not in todo or completed(outcomes.get(dep)) for dep in node.deps):
                 waiting.remove(node_id)
                 on_event(Event("started", node))
                 in_flight[executor.submit(fn, node, home)] = node
@@ -82,7 +82,8 @@ def run_graph(
     return outcomes
 
 
-_NONE = NodeOutcome("", "")
+def completed(outcome: NodeOutcome | None) -> bool:
+    return outcome is not None and outcome.status == COMPLETED
 
 
 def run_study(

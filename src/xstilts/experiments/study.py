@@ -12,8 +12,6 @@ nodes compute, so a rerun of the same study finds the nodes already done in the 
 from __future__ import annotations
 
 import functools
-import itertools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from rich.console import Console
 
 from xstilts.config.loading import describe_validation_error, read_yaml, unshare
 from xstilts.config.schema import ExperimentConfig, QuickstartConfig
-from xstilts.config.study import AxisConfig, StudyConfig
+from xstilts.config.study import StudyConfig, apply_setting, combinations
 from xstilts.errors import UserError, did_you_mean
 from xstilts.experiments.fingerprint import hash_file, hash_json
 from xstilts.experiments.phases import RunContext, intermediate_key, resolved_spec
@@ -134,69 +132,6 @@ def data_map(quickstart: QuickstartConfig, home: Path) -> dict[str, str]:
     """task -> folder of the miniature's benchmark, for the tasks of its `data` map."""
     data = data_folder(quickstart, home / "quickstart")
     return {task: str(data / folder) for task, folder in quickstart.data.items()}
-
-
-def apply_setting(document: dict, dotted: str, value: Any) -> None:
-    """Set `dotted` (a.b.c) in `document`. A mapping merges into an existing mapping, so an axis
-    value `target: {task: xnli}` keeps the base's target.train; anything else replaces."""
-    parts = dotted.split(".")
-    node = document
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
-        for key, item in value.items():
-            apply_setting(node[parts[-1]], key, item)
-    else:
-        node[parts[-1]] = unshare(value)
-
-
-def value_label(value: Any) -> str:
-    """A label from an axis value's text: lists join with '+', paths keep their last part."""
-    if isinstance(value, list):
-        text = "+".join(value_label(item) for item in value) or "none"
-    elif isinstance(value, dict):
-        text = "+".join(f"{key}{value_label(item)}" for key, item in value.items()) or "none"
-    elif value is None or isinstance(value, bool):
-        text = str(value).lower()
-    else:
-        text = str(value)
-        text = Path(text).name if "/" in text else text
-    return re.sub(r"[^A-Za-z0-9.+=_-]+", "_", text).strip("_") or "_"
-
-
-def axis_entries(name: str, axis: AxisConfig, path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(label, {dotted key: value}) per value of one axis, in order; labels are unique."""
-    if isinstance(axis.values, dict):
-        items = list(axis.values.items())
-    else:
-        items = [(value_label(value), value) for value in axis.values]
-    labels = [str(label) for label, _ in items]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise UserError(f"{path}: axis {name!r}: label {repeated[0]!r} names two values (give the values as label: value)")
-    if axis.key is None:
-        return [(str(label), dict(value)) for label, value in items]
-    return [(str(label), {axis.key: value}) for label, value in items]
-
-
-def combinations(config: StudyConfig, path: Path) -> list[list[tuple[str, str, dict]]]:
-    """Every grid point as [(axis, label, settings)] in the axes' order: the product over the
-    axes, where the axes of a zip group advance together."""
-    entries = {name: axis_entries(name, axis, path) for name, axis in config.axes.items()}
-    group_of = {axis: tuple(group) for group in config.zip for axis in group}
-    dimensions: list[tuple[str, ...]] = []
-    for name in config.axes:
-        dimension = group_of.get(name, (name,))
-        if dimension not in dimensions:
-            dimensions.append(dimension)
-    choices = [
-        [[(axis, *entries[axis][index]) for axis in dimension] for index in range(len(entries[dimension[0]]))]
-        for dimension in dimensions
-    ]
-    order = list(config.axes)
-    return [sorted(itertools.chain(*picked), key=lambda entry: order.index(entry[0])) for picked in itertools.product(*choices)]
 
 
 def expand(config: StudyConfig, path: Path, base: dict, miniature_data: dict[str, str] | None) -> list[GridPoint]:
@@ -377,7 +312,8 @@ def record_failure(store: ResultsStore, node: Node, message: str) -> str:
     """A failed run for a node that failed before its run started, so that status shows why."""
     name = node.config["name"] if node.kind == RUN else f"{node.study}-{node.id}"
     run = new_run_id(name)
-    store.start_run(run, name, node.config or node.quickstart, study=node.study, node=node.id, axes=node.labels if node.kind == RUN else None)
+    axes = node.labels if node.kind == RUN else None
+    store.start_run(run, name, node.config or node.quickstart, study=node.study, node=node.id, axes=axes)
     store.finish_run(run, FAILED, message=message)
     return run
 
