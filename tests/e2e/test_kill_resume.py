@@ -70,10 +70,18 @@ def run_to_end(config: Path, store: Path, *overrides: str) -> tuple[str, dict[tu
 
 
 def weights(store: Path) -> dict[str, dict[str, torch.Tensor]]:
-    """Every trained checkpoint's tensors (encoder and heads), by checkpoint folder (phase and content key)."""
+    """Every trained checkpoint's tensors (encoder and heads), by checkpoint folder (phase and content key).
+
+    The encoder's pooler is left out: the tiny start model has none, so transformers initialises
+    one when loading it, before the phase reseeds, from a process's own random torch seed; no head
+    reads it and training never changes it.
+    """
     root = store / "checkpoints"
     paths = sorted(root.glob("*/*.safetensors")) + sorted(root.glob("*/encoder/*.safetensors"))
-    return {str(path.relative_to(root)): load_file(str(path)) for path in paths}
+    return {
+        str(path.relative_to(root)): {key: value for key, value in load_file(str(path)).items() if not key.startswith("pooler.")}
+        for path in paths
+    }
 
 
 def assert_same_weights(store: Path, reference: Path, context: str) -> None:
@@ -96,20 +104,22 @@ def state_step(store: Path, phase: str) -> int | None:
     return None
 
 
-def stop_at_step(config: Path, store: Path, phase: str, step: int, number: int, context: str) -> tuple[subprocess.Popen, int]:
+def stop_at_step(config: Path, store: Path, phase: str, step: int, number: int, context: str) -> tuple[int, str, int]:
     """Start the command with a state saved every step; once the state of `phase` reaches `step`,
-    send signal `number`; return the process (ended) and the step of the state it left."""
-    process = subprocess.Popen(command(config, store, "checkpoint_every=1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 900
-    while (state_step(store, phase) or 0) < step:
-        assert process.poll() is None, f"{context}: the run ended before step {step}: {process.stderr.read()[-3000:]}"
-        assert time.monotonic() < deadline, f"{context}: no state of step {step} within 15 minutes"
-        time.sleep(0.005)
-    process.send_signal(number)
-    process.wait(timeout=300)
+    send signal `number`; return the exit code, the stderr and the step of the state it left."""
+    log = store.parent / "stopped.stderr"  # a file, not a pipe: a full pipe would block the run
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(command(config, store, "checkpoint_every=1"), stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + 900
+        while (state_step(store, phase) or 0) < step:
+            assert process.poll() is None, f"{context}: the run ended before step {step}: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{context}: no state of step {step} within 15 minutes"
+            time.sleep(0.005)
+        process.send_signal(number)
+        process.wait(timeout=300)
     left = state_step(store, phase)
     assert left is not None and left >= step, f"{context}: state left at step {left}"
-    return process, left
+    return process.returncode, log.read_text(), left
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +148,9 @@ def test_a_run_killed_in_phase2_resumes_to_the_same_rows(tmp_path, configs, unin
     steps = PHASE2_STEPS[kind]
     step = random.Random(kill_seed).randint(1, steps - 3)  # states are saved up to step steps-1
     store = tmp_path / "store"
-    process, left = stop_at_step(configs[kind], store, "phase2", step, signal.SIGKILL, f"seed {kill_seed}, step {step}")
+    code, _, left = stop_at_step(configs[kind], store, "phase2", step, signal.SIGKILL, f"seed {kill_seed}, step {step}")
     context = f"seed {kill_seed}, kill at step {step}, state of step {left}"
-    assert process.returncode == -signal.SIGKILL, context
+    assert code == -signal.SIGKILL, context
 
     [killed] = ResultsStore(store).runs()
     assert killed["status"] == "interrupted", (context, killed)
@@ -158,10 +168,9 @@ def test_a_run_killed_in_phase2_resumes_to_the_same_rows(tmp_path, configs, unin
 def test_a_run_stopped_by_sigterm_in_target_training_resumes_to_the_same_rows(tmp_path, configs, uninterrupted, kill_seed):
     step = random.Random(kill_seed).randint(1, TARGET_STEPS - 4)
     store = tmp_path / "store"
-    process, left = stop_at_step(configs["single"], store, "target", step, signal.SIGTERM, f"seed {kill_seed}, step {step}")
+    code, stderr, left = stop_at_step(configs["single"], store, "target", step, signal.SIGTERM, f"seed {kill_seed}, step {step}")
     context = f"seed {kill_seed}, SIGTERM at step {step}, state of step {left}"
-    stderr = process.stderr.read()
-    assert process.returncode == 2, (context, stderr[-3000:])
+    assert code == 2, (context, stderr[-3000:])
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, (context, stderr[-3000:])
     assert re.fullmatch(
