@@ -74,6 +74,11 @@ def visible_gpus() -> list[str]:
     return [str(index) for index in range(torch.cuda.device_count())]
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: a Slurm or container limit)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def worker_environments(workers: int, gpus: list[str], cores: int) -> list[dict[str, str]]:
     """The environment of each worker slot: a GPU each (round-robin when there are more workers
     than GPUs), else an equal share of the CPU cores as torch threads."""
@@ -123,7 +128,7 @@ class ProcessExecutor:
 
     def __init__(self, workers: int, gpus: list[str] | None = None, cores: int | None = None):
         gpus = visible_gpus() if gpus is None else gpus
-        self.environments = worker_environments(workers, gpus, cores or os.cpu_count() or 1)
+        self.environments = worker_environments(workers, gpus, cores or available_cores())
         self._context = multiprocessing.get_context("spawn")
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
