@@ -151,8 +151,19 @@ def expand(config: StudyConfig, path: Path, base: dict, miniature_data: dict[str
         document["name"] = name
         if miniature_data:
             document["data"] = {**miniature_data, **(document.get("data") or {})}
-        points.append(GridPoint(name, labels, validate_point(document, combination, path)))
+        points.append(GridPoint(name, labels, absolute_paths(validate_point(document, combination, path))))
     return points
+
+
+def absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
+    """Data folders, spec files and a local model as absolute paths: relative ones are read from
+    the working directory (as `xstilts run` reads them), and the nodes may run elsewhere."""
+    model = Path(config.model).expanduser()
+    return config.model_copy(update={
+        "model": str(model.resolve()) if model.exists() else config.model,
+        "data": {task: Path(folder).expanduser().resolve() for task, folder in config.data.items()},
+        "task_specs": [Path(spec).expanduser().resolve() for spec in config.task_specs],
+    })
 
 
 def blame(key: str, combination: list[tuple[str, str, dict]]) -> str:

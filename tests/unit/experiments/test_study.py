@@ -326,3 +326,16 @@ def test_every_shipped_study_expands_and_every_grid_point_validates(tmp_path, pa
     study = load_study(path, tmp_path)
     assert len(study.points) >= 2 and kinds(study)[RUN] == len(study.points)
     assert all(point.name.startswith(f"{study.name}-") for point in study.points)
+
+
+def test_relative_paths_are_read_from_the_working_directory_and_kept_absolute(tmp_path, monkeypatch):
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, {"name": "p", "base": base(model="models/mine", data={"mnli": "data/mnli"}),
+                                  "axes": {"seed": {"key": "seed", "values": [0]}}})
+    [point] = load_study(path, "home").points
+    assert point.config.model == str(tmp_path / "models" / "mine")
+    assert point.config.data == {"mnli": tmp_path / "data" / "mnli"}
+    # A hub id stays a hub id.
+    path = write_study(tmp_path, {"name": "h", "base": base(), "axes": {"seed": {"key": "seed", "values": [0]}}})
+    assert load_study(path, "home").points[0].config.model == "hub-model"
