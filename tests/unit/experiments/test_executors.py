@@ -10,6 +10,7 @@ from xstilts.config.study import ExecutorConfig
 from xstilts.experiments.executors import ProcessExecutor, SequentialExecutor, WorkerCrashed, build_executor
 
 
+@pytest.mark.slow  # five spawned interpreters, each importing torch: seconds each on a busy machine
 def test_worker_processes_return_results_carry_exceptions_and_survive_a_crash(tmp_path):
     executor = ProcessExecutor(2, gpus=[], cores=2)
     futures = [executor.submit(math.sqrt, 16.0), executor.submit(os._exit, 3), executor.submit(math.sqrt, -1.0),
