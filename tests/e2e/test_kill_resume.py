@@ -70,18 +70,10 @@ def run_to_end(config: Path, store: Path, *overrides: str) -> tuple[str, dict[tu
 
 
 def weights(store: Path) -> dict[str, dict[str, torch.Tensor]]:
-    """Every trained checkpoint's tensors (encoder and heads), by checkpoint folder (phase and content key).
-
-    The encoder's pooler is left out: the tiny start model has none, so transformers initialises
-    one when loading it, before the phase reseeds, from a process's own random torch seed; no head
-    reads it and training never changes it.
-    """
+    """Every trained checkpoint's tensors (encoder and heads), by checkpoint folder (phase and content key)."""
     root = store / "checkpoints"
     paths = sorted(root.glob("*/*.safetensors")) + sorted(root.glob("*/encoder/*.safetensors"))
-    return {
-        str(path.relative_to(root)): {key: value for key, value in load_file(str(path)).items() if not key.startswith("pooler.")}
-        for path in paths
-    }
+    return {str(path.relative_to(root)): load_file(str(path)) for path in paths}
 
 
 def assert_same_weights(store: Path, reference: Path, context: str) -> None:

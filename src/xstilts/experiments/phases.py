@@ -89,6 +89,10 @@ def load_start(source: str, handoff: HandOff, wanted: dict[str, TaskSpec], ctx: 
     """
     if is_checkpoint(source):
         return load_checkpoint(Path(source), handoff, wanted, ctx.store.cache_dir, dropout=dropout)
+    # transformers initialises the weights a pretrained model lacks (a BERT pooler, say) from
+    # the global RNG: seed it, so that they, and every checkpoint saved later, are the same in
+    # every process.
+    seed_everything(ctx.config.seed if ctx.config else 0)
     masked_lm = list(dict.fromkeys(spec.head_name for spec in wanted.values() if spec.format is Format.MLM))
     if not masked_lm:
         encoder, tokenizer = load_encoder(source, ctx.store.cache_dir, revision=ctx.model_revision)
