@@ -69,6 +69,11 @@ class RunContext:
         return self.loaded_examples[key]
 
     @property
+    def seed(self) -> int:
+        """The run's seed (0 for `xstilts eval`, which trains nothing)."""
+        return self.config.seed if self.config else 0
+
+    @property
     def model_revision(self) -> str | None:
         """The hub revision pinning the configured start model (none for `xstilts eval`)."""
         return self.config.model_revision if self.config else None
@@ -92,7 +97,7 @@ def load_start(source: str, handoff: HandOff, wanted: dict[str, TaskSpec], ctx: 
     # transformers initialises the weights a pretrained model lacks (a BERT pooler, say) from
     # the global RNG: seed it, so that they, and every checkpoint saved later, are the same in
     # every process.
-    seed_everything(ctx.config.seed if ctx.config else 0)
+    seed_everything(ctx.seed)
     masked_lm = list(dict.fromkeys(spec.head_name for spec in wanted.values() if spec.format is Format.MLM))
     if not masked_lm:
         encoder, tokenizer = load_encoder(source, ctx.store.cache_dir, revision=ctx.model_revision)

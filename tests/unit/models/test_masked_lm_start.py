@@ -56,8 +56,8 @@ def tiny_masked_lm(directory, family: str, tie: bool = True):
 
 
 def fake_context(tmp_path):
-    """What load_start reads from a run: the store's cache folder, the hub revision and the console."""
-    return SimpleNamespace(store=SimpleNamespace(cache_dir=tmp_path / "cache"), model_revision=None,
+    """What load_start reads from a run: the store's cache folder, the seed, the hub revision and the console."""
+    return SimpleNamespace(store=SimpleNamespace(cache_dir=tmp_path / "cache"), seed=0, model_revision=None,
                            console=Console(record=True, width=200))
 
 
