@@ -23,7 +23,7 @@ import submitit
 
 from xstilts.config.study import ExecutorConfig, SlurmConfig
 from xstilts.errors import UserError
-from xstilts.experiments.store import COMPLETED
+from xstilts.experiments.store import COMPLETED, JOURNAL_ENV, ResultsStore
 
 # Variables a node's process needs wherever it lands: offline hub, threads, the store.
 PASSED_ENV = ("HF_", "TRANSFORMERS_", "TOKENIZERS_", "XSTILTS_", "OMP_", "MKL_", "CUBLAS_", "PYTHONHASHSEED")
@@ -46,7 +46,8 @@ class RayExecutor:
     """Each node a Ray task: on the cluster at `executor.ray.address`, or on a Ray started here
     for the study with room for `workers` nodes at once. A task whose worker process dies fails
     its future with Ray's WorkerCrashedError; it is not retried (the study's rerun does that).
-    `home` is unused: Ray keeps its logs in its own session folder (/tmp/ray)."""
+    On a cluster the store at `home` is switched to the rollback journal (`share_store`); Ray
+    keeps its logs in its own session folder (/tmp/ray)."""
 
     def __init__(self, cfg: ExecutorConfig, home: Path):
         import ray
@@ -57,6 +58,7 @@ class RayExecutor:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             if address:
                 check_reachable(address)
+                share_store(home)
             try:
                 ray.init(
                     address=address or "local",  # never a Ray that `ray start` left running here
@@ -77,6 +79,13 @@ class RayExecutor:
         """Disconnect from the cluster, and stop the Ray this executor started (and its tasks)."""
         if self._owned:
             self._ray.shutdown()
+
+
+def share_store(home: Path) -> None:
+    """Nodes on other machines write to the store too: switch it from WAL (one host only) to the
+    rollback journal, here and, through the environment they inherit, in every node."""
+    os.environ[JOURNAL_ENV] = "delete"
+    ResultsStore(home)
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -118,6 +127,8 @@ class SlurmExecutor:
     def __init__(self, cfg: ExecutorConfig, home: Path):
         if not cfg.slurm.local and shutil.which("sbatch") is None:
             raise UserError("sbatch not found: executor.kind is slurm on a machine without Slurm; set executor.slurm.local=true to try locally")
+        if not cfg.slurm.local:
+            share_store(home)
         self._executor = submitit.AutoExecutor(folder=Path(home) / "slurm", cluster="local" if cfg.slurm.local else "slurm")
         self._executor.update_parameters(**slurm_parameters(cfg.slurm))
         self._pending: list[tuple[Any, concurrent.futures.Future]] = []

@@ -3,8 +3,9 @@
 A run's rows, its per-language errors and its final status are written in one transaction
 when it ends, so an interrupted run leaves no partial results: every stored row is final. A
 language whose evaluation failed is an error row (with its one-line reason) beside the other
-languages' results. The database runs in WAL mode and every connection waits up to
-`BUSY_TIMEOUT_S` for a lock, so the worker processes of a study write to it concurrently.
+languages' results. The database runs in WAL mode (or, shared by several machines, with the
+rollback journal: `journal_mode`) and every connection waits up to `BUSY_TIMEOUT_S` for a lock,
+so the worker processes of a study write to it concurrently.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from xstilts.results import ResultRow
 DEFAULT_HOME = "xstilts_runs"
 DB_FILE = "results.sqlite"
 BUSY_TIMEOUT_S = 60.0
+JOURNAL_ENV = "XSTILTS_STORE_JOURNAL"
 
 RUNNING, COMPLETED, PARTIAL, FAILED, INTERRUPTED = "running", "completed", "partial", "failed", "interrupted"
 STATUSES = (RUNNING, COMPLETED, PARTIAL, FAILED, INTERRUPTED)
@@ -143,20 +145,33 @@ def process_gone(host: str | None, pid: int | None, pid_start: int | None) -> bo
     return state in ("Z", "X") or (pid_start is not None and started != pid_start)
 
 
-def enable_wal(db: sqlite3.Connection) -> None:
-    """Switch the file to WAL (a property of the file: set once, later connections use it).
+def journal_mode() -> str:
+    """The store's journal: WAL (the default) needs every process that opens the file on one
+    host (they share memory); a store shared by several machines (Slurm jobs, a Ray cluster)
+    uses SQLite's rollback journal, which needs only working file locks on the shared file system."""
+    mode = os.environ.get(JOURNAL_ENV, "wal").lower()
+    if mode not in ("wal", "delete"):
+        raise UserError(f"${JOURNAL_ENV}={mode!r}: use 'wal' (one machine) or 'delete' (a store shared by several machines)")
+    return mode
 
-    The switch needs the file to itself and SQLite answers "locked" at once rather than
-    waiting on the busy timeout, so openers racing on a new store retry until it.
+
+def set_journal_mode(db: sqlite3.Connection) -> None:
+    """Switch the file to `journal_mode()` (a property of the file: set once, later connections use it).
+
+    The switch needs the file to itself and SQLite answers "locked" (or keeps the old mode)
+    at once rather than waiting on the busy timeout, so openers racing on a store retry until it.
     """
+    wanted = journal_mode()
     deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+    while db.execute("PRAGMA journal_mode").fetchone()[0] != wanted:
+        if time.monotonic() > deadline:
+            raise UserError(f"cannot switch the store to journal mode {wanted!r}: another process keeps it open")
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA journal_mode={wanted}")
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            if "locked" not in str(exc):
                 raise
-            time.sleep(0.02)
+        time.sleep(0.02)
 
 
 def migrate(db: sqlite3.Connection, path: Path) -> None:
@@ -235,7 +250,7 @@ class ResultsStore:
         self.home.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
-            enable_wal(db)
+            set_journal_mode(db)
             migrate(db, self.path)
         finally:
             db.close()

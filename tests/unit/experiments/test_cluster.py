@@ -22,6 +22,7 @@ import pytest
 from xstilts.config.study import ExecutorConfig
 from xstilts.errors import UserError
 from xstilts.experiments.cluster import RayExecutor, SlurmExecutor, check_reachable, passed_env
+from xstilts.experiments.store import ResultsStore
 from xstilts.training.resume import StopSignals
 
 TIMEOUT_S = 120
@@ -174,6 +175,7 @@ def stand_in_slurm(folder: Path, reply: str = ACCEPT) -> Path:
 def test_sbatch_script_carries_the_slurm_config(tmp_path, monkeypatch):
     bin_dir = stand_in_slurm(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("XSTILTS_STORE_JOURNAL", raising=False)
     slurm = {"partition": "gpu", "time_minutes": 90, "gpus_per_node": 2, "cpus_per_task": 6, "mem_gb": 48,
              "account": "nlp", "extra": {"constraint": "a100", "qos": "high"}}
     executor = SlurmExecutor(ExecutorConfig(kind="slurm", slurm=slurm), tmp_path / "home")
@@ -186,6 +188,10 @@ def test_sbatch_script_carries_the_slurm_config(tmp_path, monkeypatch):
                 "--account=nlp", "--constraint=a100", "--qos=high", "--signal=USR1@120", "--job-name=xstilts"}
     assert {f"#SBATCH {flag}" for flag in expected} <= lines
     assert any(line.startswith(f"#SBATCH --output={tmp_path / 'home' / 'slurm'}/") for line in lines)
+    # Jobs on other machines write to the store: not in WAL mode, which needs one host.
+    assert os.environ["XSTILTS_STORE_JOURNAL"] == "delete"
+    with ResultsStore(tmp_path / "home")._connect() as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
 
 
 def test_slurm_without_sbatch_is_one_line(tmp_path, monkeypatch):

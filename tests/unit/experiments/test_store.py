@@ -188,6 +188,19 @@ def test_wal_mode_and_a_busy_timeout_on_every_connection(tmp_path):
         assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 60_000
 
 
+def test_a_store_shared_by_several_machines_uses_the_rollback_journal(tmp_path, monkeypatch):
+    ResultsStore(tmp_path).add_results([ResultRow("r", "target", "xnli", "de", "test", "accuracy", 50.0)])
+    monkeypatch.setenv("XSTILTS_STORE_JOURNAL", "delete")  # what the Slurm and Ray-cluster executors set
+    store = ResultsStore(tmp_path)
+    with store._connect() as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert not (tmp_path / "results.sqlite-wal").exists()
+    assert [row.value for row in store.results()] == [50.0]
+    monkeypatch.setenv("XSTILTS_STORE_JOURNAL", "nfs")
+    with pytest.raises(UserError, match=r"^\$XSTILTS_STORE_JOURNAL='nfs': use 'wal' .* or 'delete' "):
+        ResultsStore(tmp_path)
+
+
 def test_a_run_records_its_process_versions_and_grid_point(tmp_path):
     store = ResultsStore(tmp_path)
     store.start_run("r1", "exp", {"seed": 0}, study="grid", node="run/arm=nli", axes={"arm": "nli", "seed": 0})
