@@ -153,6 +153,7 @@ def test_a_run_killed_in_phase2_resumes_to_the_same_rows(tmp_path, configs, unin
     expected, reference = uninterrupted[kind]
     assert resumed == expected, context
     assert_same_weights(store, reference, context)
+    print(f"{kind}: {context}: {len(resumed)} rows equal, checkpoints bit-identical")  # evidence, with pytest -rP
     assert {key[0] for key in resumed} == {"intermediate", "target"}
     assert not (store / "resume").exists() or not any((store / "resume").iterdir()), context
 
@@ -183,3 +184,4 @@ def test_a_run_stopped_by_sigterm_in_target_training_resumes_to_the_same_rows(tm
     expected, reference = uninterrupted["single"]
     assert resumed == {key: value for key, value in expected.items() if key[0] == "target"}, context
     assert_same_weights(store, reference, context)
+    print(f"{context}: {len(resumed)} target rows equal, checkpoints bit-identical")  # evidence, with pytest -rP
