@@ -21,6 +21,13 @@ from fixtures_nli import write_fixture  # noqa: E402
 SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
+@pytest.fixture(autouse=True)
+def wal_store(monkeypatch):
+    """Every test starts with the default store journal (WAL): the Slurm and Ray-cluster
+    executors set XSTILTS_STORE_JOURNAL in their own process, which must not leak into other tests."""
+    monkeypatch.delenv("XSTILTS_STORE_JOURNAL", raising=False)
+
+
 @pytest.fixture(scope="session")
 def nli_fixture(tmp_path_factory) -> dict:
     return write_fixture(tmp_path_factory.mktemp("nli"))
