@@ -17,3 +17,19 @@ class ResultRow:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# A subset of a split is stored as its own split, "<split>/<subset>" (e.g. "test/hard", or a
+# MultiCheckList test "test/<test name>"), so every filter, export and table handles it unchanged.
+SUBSET_SEPARATOR = "/"
+
+
+def subset_split(split: str, subset: str) -> str:
+    """The split name under which the rows of `subset` of `split` are stored."""
+    return f"{split}{SUBSET_SEPARATOR}{subset}"
+
+
+def parse_split(split: str) -> tuple[str, str | None]:
+    """("test", None) for "test"; ("test", "hard") for "test/hard"."""
+    base, _, subset = split.partition(SUBSET_SEPARATOR)
+    return base, subset or None

@@ -80,6 +80,46 @@ class AxisConfig(Strict):
         return self
 
 
+class SizeAnalysis(Strict):
+    """Size vs degradation (research question e): one score per size, correlated with the size.
+
+    The size of a grid point is its `axis` label read as a number (e.g. intermediate example
+    caps 1000, 4000, all = the task's full size given in `full_size`). Degradation is the
+    full-split score minus the `subset` score, or with `language` set, the English score minus
+    that language's (or, with language: zero-shot, minus the mean over the zero-shot languages).
+    """
+
+    axis: str = Field(description="the axis whose labels are the intermediate-set sizes")
+    subset: str | None = Field(None, description="subset of the split (split 'test/<subset>'): degradation = full - subset")
+    language: str | None = Field(None, description="degradation = English - this language ('zero-shot': the mean over non-English languages)")
+    full_size: PositiveInt | None = Field(None, description="the size a non-numeric label (e.g. 'all') stands for")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SizeAnalysis:
+        if (self.subset is None) == (self.language is None):
+            raise ValueError("give exactly one of subset (full - subset) and language (English - language)")
+        return self
+
+
+class ReportConfig(Strict):
+    """How `xstilts report` reads the study's grid: which axis holds the arms, which arm is the
+    baseline and which the control, which axis holds the seeds; every analysis whose axes are
+    missing is left out of the report with a note."""
+
+    arm_axis: str = Field("arm", description="the axis whose labels are the arms compared (intermediate tasks, start models ...)")
+    baseline: str | None = Field(None, description="the arm every other arm is compared with (typically no intermediate task)")
+    control: str | None = Field(None, description="the random-init control arm, if the study has one")
+    seed_axis: str | None = Field("seed", description="the axis of seeds; statistics are over its values")
+    split: str = Field("test", description="the evaluation split the report is about")
+    benchmark: str | None = Field(None, description="xtreme or xtreme-r: add the official group and overall averages")
+    group_by: list[str] = Field(
+        default_factory=list, description="language properties per-language tables are grouped by: family, script, morphology"
+    )
+    reference: str | None = Field(None, description="published reference numbers to set beside ours (an id of analysis/data/reference.yaml)")
+    size: SizeAnalysis | None = Field(None, description="size vs degradation (research question e)")
+    noise_level: float = Field(0.05, gt=0, lt=1, description="significance level below which a paired difference is called real")
+
+
 class StudyConfig(Strict):
     """A grid of experiments: `base` with every combination of the axes' values."""
 
@@ -95,6 +135,7 @@ class StudyConfig(Strict):
         "of its `data` map, and the models 'quickstart:initial' (random init) and 'quickstart:pretrained' (after MLM)",
     )
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig, description="how `xstilts report` analyses the study")
 
     @model_validator(mode="after")
     def _zip_groups(self) -> StudyConfig:

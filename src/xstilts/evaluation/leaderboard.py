@@ -13,6 +13,7 @@ from pathlib import Path
 
 from xstilts.data.io import Example
 from xstilts.errors import UserError
+from xstilts.evaluation.records import RECORDS_SUFFIX
 from xstilts.evaluation.scorer import file_extension
 from xstilts.atomic import atomic_directory
 from xstilts.tasks.spec import Format, TaskSpec
@@ -36,7 +37,8 @@ def prediction_path(predictions_dir: Path, spec: TaskSpec, split: str, language:
 def export_submission(run_dir: Path, out_dir: Path) -> list[Path]:
     """Copy a run's test predictions into `out_dir` in the leaderboard layout; return the files."""
     predictions = Path(run_dir) / "predictions"
-    files = sorted(predictions.glob("*/test-*.*")) if predictions.is_dir() else []
+    found = sorted(predictions.glob("*/test-*.*")) if predictions.is_dir() else []
+    files = [file for file in found if not file.name.endswith(RECORDS_SUFFIX)]  # analysis data, not a submission
     if not files:
         raise UserError(f"{run_dir}: the run has no test predictions to export")
     with atomic_directory(Path(out_dir)) as tmp:

@@ -13,6 +13,7 @@ from xstilts.data.io import is_labelled
 from xstilts.data.loading import load_examples
 from xstilts.evaluation.leaderboard import prediction_path, render_predictions
 from xstilts.evaluation.predict import head_outputs
+from xstilts.evaluation.records import records_path, write_records
 from xstilts.atomic import atomic_write_text
 from xstilts.results import ResultRow
 from xstilts.formats.base import get_format
@@ -58,6 +59,7 @@ def run_zero_shot_sweep(
                 prediction_path(predictions_dir, spec, split, language), render_predictions(spec, predictions, examples)
             )
             if all(is_labelled(example) for example in examples):
+                write_records(records_path(predictions_dir, spec.name, split, language), examples, predictions)
                 rows.extend(
                     ResultRow(run_id, phase, spec.name, language, split, metric, value)
                     for metric, value in fmt.score(predictions, examples, spec).items()
