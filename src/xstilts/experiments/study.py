@@ -22,7 +22,7 @@ from rich.console import Console
 
 from xstilts.config.loading import describe_validation_error, read_yaml, unshare
 from xstilts.config.schema import ExperimentConfig, QuickstartConfig
-from xstilts.config.study import StudyConfig, apply_setting, combinations
+from xstilts.config.study import StudyConfig, apply_setting, axis_entries, combinations
 from xstilts.errors import UserError, did_you_mean
 from xstilts.experiments.fingerprint import hash_file, hash_json
 from xstilts.experiments.phases import RunContext, intermediate_key, resolved_spec
@@ -99,9 +99,29 @@ def load_study(path: Path | str, home: Path | str) -> Study:
         config = StudyConfig.model_validate(document)
     except ValidationError as exc:
         raise UserError(describe_validation_error(exc, str(path), StudyConfig)) from None
+    check_report(config, path)
     quickstart = load_quickstart(config, path)
     points = expand(config, path, base_document(config, path), quickstart and data_map(quickstart, home))
     return Study(config, path, home, points, build_graph(config.name, points, quickstart, home), quickstart)
+
+
+def check_report(config: StudyConfig, path: Path) -> None:
+    """The report section may name only axes of the study, and arms that are labels of the arm axis."""
+    report, axes = config.report, config.axes
+    named = {"report.size.axis": report.size and report.size.axis}
+    if "seed_axis" in report.model_fields_set:  # the default "seed" may be absent: one seed, the config's
+        named["report.seed_axis"] = report.seed_axis
+    if report.baseline or report.control:
+        named["report.arm_axis"] = report.arm_axis
+    for key, axis in named.items():
+        if axis is not None and axis not in axes:
+            raise UserError(f"{path}: {key}: no axis {axis!r}{did_you_mean(axis, axes)}")
+    if report.arm_axis in axes:
+        labels = [label for label, _ in axis_entries(report.arm_axis, axes[report.arm_axis], path)]
+        for key in ("baseline", "control"):
+            arm = getattr(report, key)
+            if arm is not None and arm not in labels:
+                raise UserError(f"{path}: report.{key}: {arm!r} is not a label of axis {report.arm_axis!r}{did_you_mean(arm, labels)}")
 
 
 def base_document(config: StudyConfig, path: Path) -> dict:

@@ -339,3 +339,18 @@ def test_relative_paths_are_read_from_the_working_directory_and_kept_absolute(tm
     # A hub id stays a hub id.
     path = write_study(tmp_path, {"name": "h", "base": base(), "axes": {"seed": {"key": "seed", "values": [0]}}})
     assert load_study(path, "home").points[0].config.model == "hub-model"
+
+
+def test_the_report_section_names_only_axes_and_arms_of_the_study(tmp_path):
+    base = {"name": "r", "model": "m", "target": {"task": "xnli"}}
+    axes = {"arm": {"key": "intermediate.tasks", "values": {"none": [], "nli": ["mnli"]}}}
+    for report, message in (
+        ({"baseline": "nonee"}, "report.baseline: 'nonee' is not a label of axis 'arm' (did you mean 'none'?)"),
+        ({"seed_axis": "seeds"}, "report.seed_axis: no axis 'seeds'"),
+        ({"arm_axis": "arms", "baseline": "none"}, "report.arm_axis: no axis 'arms' (did you mean 'arm'?)"),
+    ):
+        path = tmp_path / "study.yaml"
+        path.write_text(yaml.safe_dump({"name": "r", "base": base, "axes": axes, "report": report}), encoding="utf-8")
+        with pytest.raises(UserError) as caught:
+            load_study(path, tmp_path / "store")
+        assert str(caught.value) == f"{path}: {message}"
