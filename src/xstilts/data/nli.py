@@ -23,6 +23,7 @@ import logging
 from pathlib import Path
 
 from xstilts.data.io import Example, check_label, jsonl_rows, numbered_lines
+from xstilts.data.pair import extra_columns
 from xstilts.errors import UserError
 from xstilts.tasks.spec import TaskSpec
 
@@ -82,6 +83,8 @@ def read_anli_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
 def _tsv_pairs(path: Path, spec: TaskSpec, header: list[str], columns: tuple[str, str, str, str]) -> list[Example]:
     """Rows of a headed tsv as pair examples; `columns` names the id, text_a, text_b and label columns."""
     skip = bool(spec.local.options.get("skip_malformed", False)) if spec.local else False
+    extras = extra_columns(spec)  # named in the header after the label, kept as example fields
+    header = [*header, *extras]
     lines = numbered_lines(path)
     first = next(lines, None)
     if first is None or first[1].split("\t") != header:
@@ -104,7 +107,9 @@ def _tsv_pairs(path: Path, spec: TaskSpec, header: list[str], columns: tuple[str
         if problem:
             raise UserError(f"{where}: malformed row: {problem} (set local.options.skip_malformed: true to skip such rows)")
         row_id, text_a, text_b, label = (fields[i] for i in index)
-        examples.append({"id": row_id, "text_a": text_a, "text_b": text_b, "label": check_label(int(label), spec, where)})
+        example = {"id": row_id, "text_a": text_a, "text_b": text_b, "label": check_label(int(label), spec, where)}
+        example.update((name, fields[header.index(name)]) for name in extras)
+        examples.append(example)
     if malformed:
         logger.info("%s: skipped %d malformed rows", path, malformed)
     return examples

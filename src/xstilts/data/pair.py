@@ -24,29 +24,41 @@ def read_mnli_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
     return examples
 
 
+def extra_columns(spec: TaskSpec) -> tuple[str, ...]:
+    """The names in the source option `extra_columns: "item_type,..."`: columns after the label,
+    kept as example fields (a subset's `column`); none without the option."""
+    option = str(spec.local.options.get("extra_columns", "")) if spec.local else ""
+    return tuple(name.strip() for name in option.split(",") if name.strip())
+
+
 def read_tsv_fields(path: Path, spec: TaskSpec, fields: tuple[str, ...]) -> list[Example]:
-    """Headerless, unquoted tsv whose columns are `fields` (the last one the label).
+    """Headerless, unquoted tsv whose columns are `fields` (the last one the label), then the
+    spec's `extra_columns` (kept as example fields).
 
     A file whose first line lacks the label column is an unlabelled test file (XTREME withholds
-    the XNLI and PAWS-X test labels): every line must then lack it, and each example's `label`
-    is None. In a labelled file every line needs its label.
+    the XNLI and PAWS-X test labels): every line must then lack it (and the extra columns), and
+    each example's `label` is None. In a labelled file every line needs its label.
     """
     examples = []
     width = None
+    full = fields + extra_columns(spec)
     for number, line in numbered_lines(path):
         if not line.strip():
             continue
         where = f"{path}:{number}"
         values = line.split("\t")
-        if width is None and len(values) in (len(fields), len(fields) - 1):
+        if width is None and len(values) in (len(full), len(fields) - 1):
             width = len(values)
         if len(values) != width:
-            expected = f"{len(fields)} tab-separated fields ({', '.join(fields)})"
+            expected = f"{len(full)} tab-separated fields ({', '.join(full)})"
             if width == len(fields) - 1:
                 expected = f"{width} tab-separated fields ({', '.join(fields[:-1])}) as on the first line of this unlabelled file"
             raise UserError(f"{where}: expected {expected}, got {len(values)}")
         example = {"id": f"{path.stem}-{number}", **dict(zip(fields[:-1], values))}
-        example["label"] = check_label(values[-1], spec, where) if width == len(fields) else None
+        labelled = width == len(full)
+        example["label"] = check_label(values[len(fields) - 1], spec, where) if labelled else None
+        if labelled:
+            example.update(zip(full[len(fields):], values[len(fields):]))
         examples.append(example)
     return examples
 

@@ -14,6 +14,7 @@ from xstilts.data.loading import load_examples
 from xstilts.evaluation.leaderboard import prediction_path, render_predictions
 from xstilts.evaluation.predict import head_outputs
 from xstilts.evaluation.records import records_path, write_records
+from xstilts.evaluation.subsets import subset_rows, with_failure_rate
 from xstilts.atomic import atomic_write_text
 from xstilts.results import ResultRow
 from xstilts.formats.base import get_format
@@ -62,7 +63,13 @@ def run_zero_shot_sweep(
                 write_records(records_path(predictions_dir, spec.name, split, language), examples, predictions)
                 rows.extend(
                     ResultRow(run_id, phase, spec.name, language, split, metric, value)
-                    for metric, value in fmt.score(predictions, examples, spec).items()
+                    for metric, value in with_failure_rate(spec, fmt.score(predictions, examples, spec)).items()
+                )
+                rows.extend(
+                    subset_rows(
+                        spec, split, language, examples, predictions, run_id=run_id, phase=phase, data_dir=data_dir,
+                        load=lambda split_, language_: load_examples(spec, split_, language_, data_dir, allow_unlabelled=True),
+                    )
                 )
             if bar is not None:
                 progress.update(bar, advance=1, description=f"zero-shot {spec.name} {split}-{language}")

@@ -13,7 +13,7 @@ from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 from xstilts.errors import UserError
 from xstilts.formats.base import get_format
 from xstilts.models.sources import resolve_model_source
-from xstilts.tasks.spec import TaskSpec
+from xstilts.tasks.spec import EVALUATION_ONLY_FIELDS, TaskSpec
 from xstilts.training.checkpoint import is_checkpoint
 from xstilts.training.loop import TRAINING_VERSION
 
@@ -71,7 +71,9 @@ def model_fingerprint(source: str, cache_dir: Path, revision: str | None = None)
 
 def task_versions(specs: list[TaskSpec]) -> dict[str, list]:
     """Each task's spec and its format's featuriser version, for checkpoint keys."""
-    return {spec.name: [spec.model_dump(mode="json"), get_format(spec.format).version] for spec in specs}
+    # Subsets and failure_rate only change what is evaluated: out of the key, so declaring a subset
+    # reuses the checkpoints trained before it (and every key stays what it was).
+    return {spec.name: [spec.model_dump(mode="json", exclude=set(EVALUATION_ONLY_FIELDS)), get_format(spec.format).version] for spec in specs}
 
 
 def checkpoint_key(parts: dict[str, Any]) -> str:

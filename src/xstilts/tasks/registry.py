@@ -85,7 +85,9 @@ def load_registry(extra_files: Iterable[Path | str] = ()) -> TaskRegistry:
     for name, entry in raw.items():
         fields = _resolve(entry, raw, (name,))
         try:
-            specs.append(TaskSpec.model_validate(fields))
+            spec = TaskSpec.model_validate(fields)
+            spec._source = entry["_file"]  # named by evaluation-time errors (subsets)
+            specs.append(spec)
         except ValidationError as exc:
             error = exc.errors()[0]
             key = ".".join(str(part) for part in error["loc"]) or "(task)"

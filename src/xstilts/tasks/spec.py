@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from xstilts.errors import UserError
 
@@ -81,6 +81,43 @@ class HubSource(BaseModel):
         return bool(self.config) or not self.language_configs or language in self.language_configs
 
 
+# A subset selected on each language's own examples, for tasks whose languages are not parallel
+# (MultiCheckList generates each language's cases on its own).
+EACH_LANGUAGE = "each"
+# Fields that change only what is evaluated, never what is trained: kept out of checkpoint keys.
+EVALUATION_ONLY_FIELDS = frozenset({"subsets", "failure_rate"})
+
+
+class Subset(BaseModel):
+    """A named subset of a split's items: `{column, values}` (examples whose field `column` is one
+    of `values`), `{ids}` or `{ids_file}` (one example id per line, relative to the task's data
+    dir or absolute). An example without an `id` field has its 0-based index as id.
+
+    `language` is where the subset is selected (default: the task's training language); the
+    selection is carried by item index to every other language of the split, which must be
+    parallel (same item count). `language: each` selects on every language's own examples.
+    `splits` limits the splits it is scored on (an ids file usually names test items only).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    column: str | None = None
+    values: list[str | int | bool] | None = None
+    ids: list[str] | None = None
+    ids_file: str | None = None
+    language: str | None = None
+    # The splits it is scored on (default: every split evaluated); ids name one split's items.
+    splits: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> Subset:
+        given = [name for name in ("column", "ids", "ids_file") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a subset needs exactly one of column (with values), ids, ids_file; got {given or 'none'}")
+        if (self.column is None) != (self.values is None):
+            raise ValueError("column and values go together")
+        return self
+
+
 class TaskSpec(BaseModel):
     """Everything xstilts knows about one task. Language is a field, never a name suffix."""
 
@@ -102,6 +139,11 @@ class TaskSpec(BaseModel):
     head: str | None = None
     local: LocalSource | None = None
     hub: HubSource | None = None
+    # Evaluation only (EVALUATION_ONLY_FIELDS): subsets scored beside each split ("test/<name>"),
+    # and failure_rate = 100 - exact_match rows for behavioural test suites (MultiCheckList).
+    subsets: dict[str, Subset] = Field(default_factory=dict)
+    failure_rate: bool = False
+    _source: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> TaskSpec:
@@ -120,7 +162,21 @@ class TaskSpec(BaseModel):
             raise ValueError("labels contain duplicates")
         if self.local is None and self.hub is None:
             raise ValueError("a task needs a local or a hub source")
+        for name, subset in self.subsets.items():
+            if not name or "/" in name:
+                raise ValueError(f"subset name {name!r} must be non-empty and without '/'")
+            if subset.language not in (None, EACH_LANGUAGE, *self.languages):
+                raise ValueError(f"subset {name!r}: language {subset.language!r} is not in languages (or {EACH_LANGUAGE!r})")
+            if subset.splits is not None and not set(subset.splits) <= set(self.splits):
+                raise ValueError(f"subset {name!r}: splits {subset.splits} are not all in splits {self.splits}")
+        if self.failure_rate and self.metric not in (Metric.SQUAD_EM_F1, Metric.MLQA_EM_F1):
+            raise ValueError("failure_rate (100 - exact_match) needs an exact-match metric (squad_em_f1, mlqa_em_f1)")
         return self
+
+    @property
+    def origin(self) -> str:
+        """Where this spec was read, for error messages: "FILE: task 'NAME'" (or "task 'NAME'")."""
+        return f"{self._source}: task {self.name!r}" if self._source else f"task {self.name!r}"
 
     def resolve_labels(self, data_dir: Path | None) -> TaskSpec:
         """This spec with `labels_file` read from `data_dir` into `labels` (itself when unset).
@@ -149,9 +205,11 @@ class TaskSpec(BaseModel):
             if label not in labels:
                 labels.append(label)
         try:
-            return TaskSpec.model_validate({**self.model_dump(), "labels": labels, "labels_file": None})
+            resolved = TaskSpec.model_validate({**self.model_dump(), "labels": labels, "labels_file": None})
         except ValidationError as exc:
             raise UserError(f"{path}: labels of task {self.name!r}: {exc.errors()[0]['msg']}") from None
+        resolved._source = self._source
+        return resolved
 
     @property
     def head_name(self) -> str:
