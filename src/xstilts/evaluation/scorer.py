@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,7 @@ def score_predictions(
 
     Tasks come in registry (alphabetical) order, not evaluate.py's; the values are the same.
     """
-    groups = _benchmark_groups(benchmark)
+    _benchmark_groups(benchmark)  # an unknown benchmark fails before any file is read
     for folder in (predictions_dir, labels_dir):
         if not Path(folder).is_dir():
             raise UserError(f"{folder}: folder not found")
@@ -100,13 +100,33 @@ def score_predictions(
         spec.name: _score_task(spec, benchmark, Path(predictions_dir), Path(labels_dir))
         for spec in available
     }
-    overall: dict[str, Any] = {}
-    if len(detailed) == len(specs):
-        overall["all_task"] = sum(task["avg_metric"] for task in detailed.values()) / len(detailed)
-    for group, tasks in groups.items():
-        if all(task in detailed for task in tasks):
-            overall[group] = sum(detailed[task]["avg_metric"] for task in tasks) / len(tasks)
+    overall = benchmark_averages({name: task["avg_metric"] for name, task in detailed.items()}, benchmark, registry)
     return {**overall, **detailed}
+
+
+def benchmark_averages(
+    task_averages: Mapping[str, float], benchmark: str, registry: TaskRegistry | None = None
+) -> dict[str, float]:
+    """The official overall and group scores from per-task scores (each task's `avg_metric`).
+
+    `all_task` (the mean over the benchmark's tasks) is there only once every task of the
+    benchmark is; a group only when all its tasks are. Tasks outside the benchmark are ignored.
+
+    Example:
+        >>> benchmark_averages({"pawsx": 80.0, "xnli": 70.0}, "xtreme")
+        {'classification': 75.0}
+    """
+    groups = _benchmark_groups(benchmark)
+    registry = registry if registry is not None else load_registry()
+    names = [spec.name for spec in registry if spec.languages_for(benchmark)]
+    present = [name for name in names if name in task_averages]
+    overall: dict[str, float] = {}
+    if present and len(present) == len(names):
+        overall["all_task"] = sum(task_averages[name] for name in present) / len(present)
+    for group, tasks in groups.items():
+        if all(task in task_averages for task in tasks):
+            overall[group] = sum(task_averages[task] for task in tasks) / len(tasks)
+    return overall
 
 
 def _benchmark_groups(benchmark: str) -> dict[str, list[str]]:
@@ -157,13 +177,28 @@ def _score_task(spec: TaskSpec, benchmark: str, predictions_dir: Path, labels_di
 
 
 def _task_metric(score: dict[str, Any]) -> float:
-    """The one number per task: mean of EM and F1 for QA, else F1, accuracy or mAP@20."""
-    if "avg_exact_match" in score:
-        return (score["avg_exact_match"] + score["avg_f1"]) / 2
-    for key in ("avg_f1", "avg_accuracy", f"avg_{_RANKING_METRIC}"):
-        if key in score:
-            return score[key]
-    raise AssertionError(f"no headline metric among {sorted(score)}")
+    """The task's score from its language averages (`avg_<metric>`)."""
+    return task_score({key.removeprefix("avg_"): value for key, value in score.items() if key.startswith("avg_")})
+
+
+def task_score(metrics: Mapping[str, float]) -> float:
+    """The one number per task the official scorer averages, from one evaluation's metrics
+    (or their language averages): the mean of exact match and F1 for QA, else F1, accuracy or
+    mAP@20, the first present.
+
+    Raises:
+        ValueError: none of these metrics is present.
+
+    Example:
+        >>> task_score({"exact_match": 60.0, "f1": 70.0})
+        65.0
+    """
+    if "exact_match" in metrics:
+        return (metrics["exact_match"] + metrics["f1"]) / 2
+    for key in ("f1", "accuracy", _RANKING_METRIC):
+        if key in metrics:
+            return metrics[key]
+    raise ValueError(f"no task score among the metrics {sorted(metrics)}")
 
 
 # --- readers (mirroring evaluate.py's read_label / read_tag / read_squad / read_xcopa) ----------

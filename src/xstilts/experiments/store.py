@@ -402,6 +402,14 @@ class ResultsStore:
             rows = db.execute(query + " ORDER BY created, rowid", params).fetchall()
         return self._describe(rows)
 
+    def configs(self, study: str | None = None) -> dict[str, dict]:
+        """run -> the config it was started with (as stored by `start_run`), of one study or all."""
+        query, params = "SELECT run, config FROM runs", ()
+        if study is not None:
+            query, params = query + " WHERE study = ?", (study,)
+        with self._connect() as db:
+            return {run: json.loads(config) for run, config in db.execute(query, params).fetchall()}
+
     def node_states(self, nodes: Iterable[str]) -> dict[str, NodeState]:
         """The state of the latest run of each node that has one."""
         latest = (
