@@ -208,6 +208,36 @@ def quickstart(
     out.print(f"results: {results_store.path} ({len(run_ids)} runs; `xstilts results` shows every row)")
 
 
+subsets_app = typer.Typer(no_args_is_help=True, help="Subsets of a task's items for task specs' `subsets:` (research question e).")
+app.add_typer(subsets_app, name="subsets")
+
+
+@subsets_app.command("hard")
+def subsets_hard(
+    task: Annotated[str, typer.Argument(help="task name (see `xstilts tasks`)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="ids file to write (hard items, one id per line)")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="task data directory (default: the hub)")] = None,
+    baseline: Annotated[str, typer.Option(help="hypothesis-only or bag-of-words")] = "hypothesis-only",
+    split: Annotated[str, typer.Option(help="the split to divide")] = "test",
+    easy: Annotated[Optional[Path], typer.Option(help="also write the easy items' ids here")] = None,
+    seed: int = 0,
+    spec: Annotated[Optional[list[Path]], typer.Option("--spec", help="extra task spec YAML file(s)")] = None,
+) -> None:
+    """Write the ids of the English items a shallow English baseline gets wrong ({ids_file: FILE} in a spec)."""
+    from xstilts.evaluation.hard_subsets import Baseline, build_hard_subset, write_ids
+    from xstilts.tasks.registry import load_registry
+
+    if baseline not in {b.value for b in Baseline}:
+        raise UserError(f"--baseline {baseline!r}: expected one of {', '.join(b.value for b in Baseline)}")
+    task_spec = load_registry(spec or []).get(task).resolve_labels(data)
+    hard_ids, easy_ids, accuracy = build_hard_subset(task_spec, data, baseline=baseline, split=split, seed=seed)
+    write_ids(output, hard_ids)
+    if easy is not None:
+        write_ids(easy, easy_ids)
+    out.print(f"{task} {split}-{task_spec.train_language}: {len(hard_ids)} hard, {len(easy_ids)} easy; {baseline} baseline accuracy {accuracy:.1f}")
+    out.print(f"wrote {output}")
+
+
 study_app = typer.Typer(no_args_is_help=True, help="Grids of experiments: plan a study, run what is not done, follow it.")
 app.add_typer(study_app, name="study")
 StudySpec = Annotated[Path, typer.Argument(help="study YAML (see configs/studies/)")]
