@@ -222,11 +222,9 @@ def _scatter(x: np.ndarray, y: np.ndarray, *, fit: bool, labels: tuple[str, str,
     ax.set_xlabel(f"{xlabel} (log scale)" if log else xlabel)
     ax.set_ylabel(ylabel)
     ax.axhline(0, color="0.7", linewidth=0.8)
-    if correlations:
-        ax.text(0.02, 0.98, "\n".join(correlations), transform=ax.transAxes, ha="left", va="top", fontsize=8,
-                bbox={"facecolor": "white", "edgecolor": "0.8"})
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    # The correlations head the legend, which matplotlib places where it hides the fewest points.
+    ax.legend(fontsize=8, loc="best", title="\n".join(correlations) or None, title_fontsize=8)
     return fig
 
 
