@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from operator import attrgetter
 import random
 import shutil
 import tempfile
@@ -18,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.errors import UserError, did_you_mean
-from xstilts.synthetic.grammar import (LEX, TOPICS, Grammar, Phrase, Sentence, Token, copy_phrase,
-                                       copy_sentence, find, punct)
+from xstilts.synthetic.grammar import (LEX, MORPH_LABELS, TOPICS, Grammar, Phrase, Sentence, Token,
+                                       copy_phrase, copy_sentence, find, mark_morphology, punct)
 from xstilts.synthetic.languages import Language, load_languages
 
 FORMAT_VERSION = 1
@@ -33,12 +34,14 @@ DEFAULT_SIZES: dict[str, dict[str, int]] = {
     "ner": {"train": 2000, "dev": 300, "test": 300},
     "copa": {"train": 2000, "dev": 300, "test": 300},
     "parallel": {"test": 500},
+    "morph": {"train": 2000, "dev": 300, "test": 300},
 }
 
 
 LABELS: dict[str, list] = {
     "nli": ["entailment", "neutral", "contradiction"], "paraphrase": ["0", "1"],
     "topic": list(TOPICS), "copa": [0, 1], "ner": ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"],
+    "morph": MORPH_LABELS,
 }
 
 
@@ -271,10 +274,11 @@ class _Writer:
     def rng(self, task: str, split: str) -> random.Random:
         return random.Random(f"xstilts-synthetic:{self.seed}:{task}:{split}")
 
-    def splits(self, task: str) -> list[tuple[str, list[Language]]]:
-        """(split, languages) pairs: train in English only, dev/test in every language."""
+    def splits(self, task: str, *, train_everywhere: bool = False) -> list[tuple[str, list[Language]]]:
+        """(split, languages) pairs: dev/test in every language, train in English only unless
+        `train_everywhere` (intermediate tasks, for intermediate.train_languages)."""
         en = [lang for lang in self.langs if lang.code == "en"]
-        return [(s, en if s == "train" else self.langs) for s in self.sizes[task]]
+        return [(s, en if s == "train" and not train_everywhere else self.langs) for s in self.sizes[task]]
 
     def write_all(self) -> dict:
         self.write_mlm()
@@ -286,6 +290,7 @@ class _Writer:
         self.write_qa()
         self.write_copa()
         self.write_parallel()
+        self.write_morph()
         manifest = {
             "name": "xstilts-synthetic", "format_version": FORMAT_VERSION, "seed": self.seed,
             "languages": [{"code": lg.code, "iso3": lg.iso3, "description": lg.description,
@@ -325,12 +330,15 @@ class _Writer:
                 self.put(f"{task}/{split}-{lang.code}.tsv", "\n".join(rows) + "\n", len(rows))
 
     def write_mnli(self) -> None:
-        en = next(lang for lang in self.langs if lang.code == "en")
+        """MNLI jsonl: English as `{split}.jsonl` (MNLI's own layout), each other language the
+        same items realised in it as `<code>/{split}.jsonl` (a translate-train stand-in)."""
         for split in ("train", "dev"):
             built = self.build("nli", split, nli_pair)
-            rows = [json.dumps({"premise": en.text(a), "hypothesis": en.text(b), "label": label})
-                    for a, b, label in built]
-            self.put(f"nli/{split}.jsonl", "\n".join(rows) + "\n", len(rows))
+            for lang in self.langs:
+                rows = [json.dumps({"premise": lang.text(a), "hypothesis": lang.text(b), "label": label}, ensure_ascii=False)
+                        for a, b, label in built]
+                folder = "" if lang.code == "en" else f"{lang.code}/"
+                self.put(f"nli/{folder}{split}.jsonl", "\n".join(rows) + "\n", len(rows))
 
     def write_topic(self) -> None:
         for split, langs in self.splits("topic"):
@@ -340,18 +348,23 @@ class _Writer:
                 self.put(f"topic/{split}-{lang.code}.tsv", "\n".join(rows) + "\n", len(rows))
 
     def write_tagging(self) -> None:
-        for task, column in (("pos", 1), ("ner", 2)):
-            for split, langs in self.splits(task):
-                built = self.build(task, split, Grammar.sentence)
-                for lang in langs:
-                    blocks = []
-                    for sent in built:
-                        tags = [(f, t.upos, t.ner) for f, t, _ in lang.realize(sent)]
-                        blocks.append("\n".join(f"{row[0]}\t{row[column]}" for row in tags))
-                    self.put(f"{task}/{split}-{lang.code}.tsv", "\n\n".join(blocks) + "\n", len(blocks))
+        for task, field in (("pos", "upos"), ("ner", "ner")):
+            self.write_tags(task, Grammar.sentence, attrgetter(field))
+
+    def write_morph(self) -> None:
+        """UD FEATS of every word (case and number on noun phrase heads, `_` elsewhere)."""
+        self.write_tags("morph", lambda grammar: mark_morphology(grammar.sentence()), attrgetter("feats"))
+
+    def write_tags(self, task: str, make, tag) -> None:
+        """token<TAB>tag lines, a blank line between sentences; `tag` reads a token's tag."""
+        for split, langs in self.splits(task):
+            built = self.build(task, split, make)
+            for lang in langs:
+                blocks = ["\n".join(f"{form}\t{tag(token)}" for form, token, _ in lang.realize(sent)) for sent in built]
+                self.put(f"{task}/{split}-{lang.code}.tsv", "\n\n".join(blocks) + "\n", len(blocks))
 
     def write_qa(self) -> None:
-        for split, langs in self.splits("qa"):
+        for split, langs in self.splits("qa", train_everywhere=True):
             built = self.build("qa", split, qa_paragraph)
             for lang in langs:
                 paragraphs = [_squad_paragraph(lang, para, f"syn-{split}-{i}") for i, para in enumerate(built)]

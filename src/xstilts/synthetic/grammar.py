@@ -108,6 +108,7 @@ class Token:
     number: str = "sg"  # sg | pl for nouns; sg | pl | inf for verbs (agreement)
     anchor: bool = False  # names and digits: shared across languages, never translated
     suffix: str = ""
+    feats: str = "_"  # UD FEATS of a noun phrase's head (mark_morphology), "_" elsewhere
 
 
 @dataclass(slots=True)
@@ -357,6 +358,30 @@ def copy_sentence(sent: Sentence) -> Sentence:
 def find(sent: Sentence, role: str) -> Phrase | None:
     """The first phrase with `role` in the sentence, or None."""
     return next((p for c in sent.clauses for p in c if p.role == role), None)
+
+
+# Grammatical case -> UD Case value; the unmarked case (subjects, predicates, "near") is Nom.
+UD_CASE = {"": "Nom", "acc": "Acc", "loc": "Loc", "dat": "Dat", "abl": "Abl", "ins": "Ins"}
+UD_NUMBER = {"sg": "Sing", "pl": "Plur"}
+MORPH_LABELS = ["_"] + [f"Case={case}|Number={number}" for case in UD_CASE.values() for number in UD_NUMBER.values()]
+_CASE_ROLES = ("SUBJ", "OBJ", "PP", "PRED")
+
+
+def mark_morphology(sent: Sentence) -> Sentence:
+    """Set each noun phrase head's `feats` to its UD case and number, e.g. Case=Acc|Number=Plur.
+
+    The case is the one the agglutinative transformation spells as a suffix on the same token
+    (objects accusative, a prepositional phrase the case its preposition stands for, the
+    rest unmarked), so the tags follow the morphology of xc and the syntax of English.
+    """
+    for clause in sent.clauses:
+        for phrase in clause:
+            if phrase.role not in _CASE_ROLES or not any(t.upos in ("NOUN", "PROPN", "PRON") for t in phrase.tokens):
+                continue
+            case = {"OBJ": "acc", "PP": PREPOSITIONS.get(phrase.prep, "")}.get(phrase.role, "")
+            token = head(phrase)
+            token.feats = f"Case={UD_CASE[case]}|Number={UD_NUMBER[token.number]}"
+    return sent
 
 
 def head(phrase: Phrase) -> Token:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -15,11 +16,12 @@ from xstilts.errors import UserError
 from xstilts.experiments.quickstart import QUICKSTART_CONFIG
 from xstilts.synthetic import generate as gen
 from xstilts.synthetic import generate_benchmark, load_languages
+from xstilts.synthetic.grammar import MORPH_LABELS
 from xstilts.tasks.registry import load_registry
 
 SMALL = {
     "mlm": {"sentences": 300},
-    **{t: {"train": 60, "dev": 20, "test": 25} for t in ("topic", "nli", "paraphrase", "pos", "ner", "copa")},
+    **{t: {"train": 60, "dev": 20, "test": 25} for t in ("topic", "nli", "paraphrase", "pos", "ner", "copa", "morph")},
     "qa": {"train": 8, "dev": 5, "test": 6},
     "parallel": {"test": 40},
 }
@@ -109,7 +111,7 @@ def test_paraphrase_has_adversarial_same_bag_negatives(bench):
 def test_qa_answer_offsets_point_at_answer_text_in_every_language(bench):
     out, _ = bench
     for lang in LANGS:
-        for split in (["train"] if lang == "en" else []) + ["dev", "test"]:
+        for split in ("train", "dev", "test"):  # QA trains in every language (intermediate.train_languages)
             doc = json.loads((out / f"qa/{split}-{lang}.json").read_text(encoding="utf-8"))
             qas = [(p["context"], qa) for d in doc["data"] for p in d["paragraphs"] for qa in p["qas"]]
             assert len(qas) == 3 * SMALL["qa"][split]
@@ -244,13 +246,91 @@ def test_every_synthetic_task_is_read_by_its_real_reader(bench):
     # The quickstart config maps every synthetic task to the generator folder it reads.
     folders = load_config(QUICKSTART_CONFIG, [], schema=QuickstartConfig).data
     assert {name for name in registry.names() if name.startswith("synth-")} == set(folders)
+    trained_everywhere = {"synth-mnli", "synth-squad"}  # intermediate tasks: train in every language
     for name, folder in folders.items():
         spec = registry.get(name)
         for split in spec.splits:
-            for language in ([spec.train_language] if split == "train" else spec.languages):
+            for language in ([spec.train_language] if split == "train" and name not in trained_everywhere else spec.languages):
                 examples = load_examples(spec, split, language, out / folder)
                 size = SMALL[folder][split] * (3 if folder == "qa" else 1)  # three questions a paragraph
                 assert len(examples) == size, (name, split, language)
                 if spec.format.value == "tagging":
                     assert all(len(e["tokens"]) == len(e["labels"]) and set(e["labels"]) <= set(spec.labels)
                                for e in examples)
+
+
+# The files of the tasks that existed before the non-English training splits, synth-morph and the
+# paraphrase item types, at SMALL and seed 3, hashed by the generator of commit 64e2d0f: the
+# quickstart's documented numbers depend on these bytes (paraphrase: its first three columns,
+# the ones the item_type column was added beside).
+OLD_FILES_DIGEST = "5d8b2a95db9f2631752a488fda6354304581e81727942829e0019e4115835bfb"
+OLD_FILE_COUNT = 92
+
+
+def _is_new_file(rel: str) -> bool:
+    return rel.startswith("morph/") or bool(re.fullmatch(r"nli/x\w/.*|qa/train-x\w\.json", rel))
+
+
+def test_old_tasks_files_keep_their_bytes(bench):
+    out, _ = bench
+    digests = {}
+    for path in sorted(out.rglob("*")):
+        rel = str(path.relative_to(out))
+        if not path.is_file() or rel == "manifest.json" or _is_new_file(rel):
+            continue
+        data = path.read_bytes()
+        if rel.startswith("paraphrase/"):
+            data = b"".join(b"\t".join(line.split(b"\t")[:3]) + b"\n" for line in data.splitlines())
+        digests[rel] = hashlib.sha256(data).hexdigest()
+    assert len(digests) == OLD_FILE_COUNT
+    assert hashlib.sha256("".join(f"{k}:{v}\n" for k, v in digests.items()).encode()).hexdigest() == OLD_FILES_DIGEST
+
+
+def test_intermediate_training_data_in_every_language_realises_the_english_items(bench):
+    out, manifest = bench
+    registry = load_registry()
+    english = load_examples(registry.get("synth-mnli"), "train", "en", out / "nli")
+    assert [e["text_a"] for e in english] == [json.loads(line)["premise"] for line in (out / "nli/train.jsonl").read_text().splitlines()]
+    for lang in LANGS[1:]:
+        for split in ("train", "dev"):
+            assert manifest["files"]["nli"][f"{lang}/{split}.jsonl"] == SMALL["nli"][split]
+        other = load_examples(registry.get("synth-mnli"), "train", lang, out / "nli")
+        assert [e["label"] for e in other] == [e["label"] for e in english]
+        # Realised, not copied: no English content word survives (names and digits do).
+        assert all(e["text_a"] != o["text_a"] for e, o in zip(english, other))
+        # The dev items are those of the XNLI-layout dev file of the same language.
+        dev = load_examples(registry.get("synth-mnli"), "dev", lang, out / "nli")
+        tsv = _tsv(out / f"nli/dev-{lang}.tsv", 3)
+        assert [(e["text_a"], e["text_b"], e["label"]) for e in dev] == [tuple(row) for row in tsv]
+    en_qa = json.loads((out / "qa/train-en.json").read_text())["data"][0]["paragraphs"]
+    xc_qa = json.loads((out / "qa/train-xc.json").read_text(encoding="utf-8"))["data"][0]["paragraphs"]
+    assert [q["id"] for p in en_qa for q in p["qas"]] == [q["id"] for p in xc_qa for q in p["qas"]]
+
+
+def test_morph_tags_are_case_and_number_of_noun_phrase_heads(bench):
+    out, _ = bench
+    # xc's suffixes (languages.yaml): plural lar, then acc ga, loc de, dat ne, abl dan, ins yla.
+    suffix = {"Nom": "", "Acc": "ga", "Loc": "de", "Dat": "ne", "Abl": "dan", "Ins": "yla"}
+    sents = {lang: _tagged(out / f"morph/test-{lang}.tsv") for lang in LANGS}
+    for lang in LANGS:
+        tags = {tag for s in sents[lang] for _, tag in s}
+        assert tags <= set(MORPH_LABELS) and {"_", "Case=Nom|Number=Sing", "Case=Acc|Number=Sing"} <= tags
+    counted = []
+    for s_en, s_xc, s_xa in zip(sents["en"], sents["xc"], sents["xa"], strict=True):
+        # Tags follow their tokens: the same feature strings, sentence by sentence, in every language.
+        feats = [sorted(t for _, t in s if t != "_") for s in (s_en, s_xc, s_xa)]
+        assert feats[0] == feats[1] == feats[2]
+        for form, tag in s_xc:
+            if tag == "_":
+                continue
+            case, number = (part.split("=")[1] for part in tag.split("|"))
+            stem = form[: len(form) - len(suffix[case])] if suffix[case] else form
+            assert form.endswith(suffix[case]) and stem.endswith("lar") == (number == "Plur"), (form, tag)
+            counted.append(case)
+    assert {"Nom", "Acc"} <= set(counted) and len(set(counted)) >= 4
+    # English: an accusative head is an object, so it follows the verb; a locative head follows in/at.
+    for sent in sents["en"]:
+        words = [w for w, _ in sent]
+        for i, (word, tag) in enumerate(sent):
+            if tag.startswith("Case=Loc"):
+                assert {"in", "at"} & set(words[:i]), (words, word)
