@@ -165,6 +165,41 @@ class IntermediateConfig(Strict):
         return self
 
 
+class SelectionConfig(Strict):
+    """Model selection beside the English-dev-selected checkpoint (phase "target", zero-shot proper).
+
+    English dev accuracy predicts target-language accuracy poorly (Keung et al. 2020), so two
+    other choices can be stored side by side: the mean of the last k epochs' weights (phase
+    "target-average"; needs no target-language dev set) and, per language, the epoch with the
+    best dev score of that language (phase "target-oracle"; an upper bound, not zero-shot).
+    Neither changes training: the English-selected checkpoint and its key stay the same.
+    """
+
+    average_last: int = Field(
+        0, ge=0, description="evaluate the parameter-wise mean of the last k end-of-epoch weights as phase "
+        "'target-average' (0: off; k >= 2)"
+    )
+    oracle: bool = Field(
+        False, description="per language, the epoch with the best dev score of that language, its test rows as "
+        "phase 'target-oracle' (needs target-language dev sets)"
+    )
+    keep_snapshots: bool = Field(
+        False, description="keep the end-of-epoch weights (STORE/selection/target-<key>/) after evaluation; "
+        "a rerun then needs no retraining to evaluate them again"
+    )
+
+    @model_validator(mode="after")
+    def _at_least_two(self) -> SelectionConfig:
+        if self.average_last == 1:
+            raise ValueError("average_last must be 0 (off) or at least 2 (the mean of one epoch is that epoch)")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any selection besides English dev is asked for (epoch snapshots are needed)."""
+        return self.average_last >= 2 or self.oracle
+
+
 class TargetConfig(Strict):
     """Phase 3: English target-task training, then the zero-shot sweep over languages."""
 
@@ -174,6 +209,7 @@ class TargetConfig(Strict):
     languages: list[str] | None = Field(None, description="languages to evaluate (default: all of the task)")
     eval_splits: list[str] | None = Field(None, description="splits to score (default: the task's dev and test splits)")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
 
 
 class ExperimentConfig(Strict):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ from xstilts.errors import UserError, did_you_mean
 from xstilts.evaluation.predict import EvalSplit
 from xstilts.evaluation.retrieval import run_retrieval_sweep
 from xstilts.experiments.fingerprint import checkpoint_key, hash_json, model_fingerprint, task_versions
+from xstilts.experiments.model_selection import check_selection, epoch_snapshots, run_selection
 from xstilts.experiments.zero_shot import zero_shot
 from xstilts.experiments.store import ErrorRow, ResultsStore
 from xstilts.results import ResultRow
@@ -41,6 +42,7 @@ from xstilts.training.checkpoint import HeadInfo, LoadedCheckpoint, is_checkpoin
 from xstilts.training.distributed import broadcast_object, is_main, main_writes
 from xstilts.training.loop import TRAINING_VERSION, TrainResult, TrainTask, train_model
 from xstilts.training.resume import Checkpointing, discard_state
+from xstilts.training.selection import EpochSnapshots
 
 
 @dataclass
@@ -247,10 +249,12 @@ def train_phase(
     max_examples: dict[str, int] | None = None,
     languages: dict[str, str] | None = None,
     checkpointing: Checkpointing | None = None,
+    snapshots: EpochSnapshots | None = None,
 ) -> TrainResult:
     """Reseed, build the heads `specs` lack, and train: head initialisation and dropout depend
     only on the seed, never on what ran before in this process. With `checkpointing`, a saved
-    training state of this phase is resumed from and new ones are saved."""
+    training state of this phase is resumed from and new ones are saved; with `snapshots`, the
+    end-of-epoch weights model selection needs are written."""
     dropout = cfg.dropout if cfg.dropout is not None else 0.1
     seed_everything(ctx.config.seed)
     add_missing_heads(loaded, specs, dropout)
@@ -262,6 +266,7 @@ def train_phase(
         loaded.model, tasks, cfg,
         tokenizer=loaded.tokenizer, device=ctx.device, precision=ctx.config.precision,
         mixture=mixture or MixtureConfig(), seed=ctx.config.seed, progress=ctx.progress, checkpointing=checkpointing,
+        snapshots=snapshots,
     )
 
 
@@ -343,15 +348,21 @@ def train_target(ctx: RunContext, spec: TaskSpec, start: str, start_key: str) ->
     keeps it and a rerun re-sweeps it without training again."""
     target = ctx.config.target
     key = target_key(spec, start_key, ctx)
+    snapshots = epoch_snapshots(ctx, key)  # selection is in no key: it changes what is evaluated, not the weights
     existing = cached_checkpoint(ctx, key, "target")
-    if existing is not None:
+    if existing is not None and (snapshots is None or broadcast_object(snapshots.complete())):
         return existing
+    if existing is not None:
+        ctx.console.print(f"target: training again for the epoch weights target.selection needs ({existing} is kept)")
     dropout = target.train.dropout if target.train.dropout is not None else 0.1
     loaded = load_start(start, target.handoff, {spec.head_name: spec}, ctx, dropout)
     if loaded.kept_heads or loaded.dropped_heads:
         ctx.console.print(f"phase 3: hand-off {target.handoff.value}: kept heads {loaded.kept_heads}, dropped {loaded.dropped_heads}")
-    checkpointing = training_checkpointing(ctx, "target", f"target-{key}")
-    result = train_phase(loaded, [spec], target.train, ctx, checkpointing=checkpointing)
+    checkpointing = training_checkpointing(ctx, "target", f"target-{key}" + (snapshots.resume_suffix if snapshots else ""))
+    result = train_phase(loaded, [spec], target.train, ctx, checkpointing=checkpointing, snapshots=snapshots)
+    if existing is not None:  # trained again for the snapshots alone: the stored checkpoint stays
+        discard_state(checkpointing.folder)
+        return existing
     start_path = str(Path(start).resolve()) if Path(start).exists() else start
     path = ctx.store.checkpoints_dir / f"target-{key}"
     main_writes(  # data-parallel training: rank 0 writes it
@@ -359,7 +370,7 @@ def train_target(ctx: RunContext, spec: TaskSpec, start: str, start_key: str) ->
         heads={spec.head_name: HeadInfo.of(spec)},
         metadata=checkpoint_metadata(
             ctx, "target", key, target.train, start=start_path, best_epoch=result.best_epoch,
-            config=target.model_dump(mode="json"),
+            config=target.model_dump(mode="json", exclude={"selection"}),  # the same checkpoint with or without it
         ),
     )
     ctx.store.record_checkpoint(key, path, ctx.run_id)
@@ -384,6 +395,7 @@ def run_target_phase(ctx: RunContext, start: str, start_key: str | None = None) 
     sweep every language. `start_key` is the phase-2 key when `start` is its checkpoint."""
     target = ctx.config.target
     spec = resolved_spec(target.task, ctx)
+    selecting = check_selection(spec, target.selection, ctx.console)
     if spec.format is Format.RETRIEVAL:
         return run_retrieval_target(ctx, start, spec)
     path = train_target(ctx, spec, start, start_key or ctx.model_key)
@@ -394,11 +406,14 @@ def run_target_phase(ctx: RunContext, start: str, start_key: str | None = None) 
     link.symlink_to(path.resolve(), target_is_directory=True)
     # Evaluate the saved checkpoint, trained now or earlier: the same rows either way.
     loaded = load_trained(str(path), spec, ctx)
-    rows = zero_shot(
-        ctx, loaded, spec, phase="target", languages=target_languages(spec, target.languages),
-        splits=target_splits(spec, target.eval_splits), data_dir=ctx.data_dir(spec.name),
-        max_length=target.train.max_length, batch_size=target.train.batch_size * 2, precision=ctx.config.precision,
+    sweep = partial(
+        zero_shot, ctx, loaded, spec, data_dir=ctx.data_dir(spec.name), max_length=target.train.max_length,
+        batch_size=target.train.batch_size * 2, precision=ctx.config.precision,
     )
+    languages, splits = target_languages(spec, target.languages), target_splits(spec, target.eval_splits)
+    rows = sweep(phase="target", languages=languages, splits=splits)
+    if selecting:  # after the target's own sweep: it loads other weights into the model
+        rows += run_selection(ctx, loaded.model, spec, path, sweep, splits=splits, languages=languages)
     return path, rows
 
 

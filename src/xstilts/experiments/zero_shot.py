@@ -54,15 +54,17 @@ def sweep_each(
 
 def zero_shot(
     ctx: RunContext, loaded: LoadedCheckpoint, spec: TaskSpec, *, phase: str, languages: list[str], splits: list[str],
-    data_dir: Path | None, max_length: int, batch_size: int, precision: Precision,
+    data_dir: Path | None, max_length: int, batch_size: int, precision: Precision, predictions_dir: Path | None = None,
 ) -> list[ResultRow]:
-    """The zero-shot sweep of a trained head over every (split, language), each on its own."""
+    """The zero-shot sweep of a trained head over every (split, language), each on its own;
+    predictions go to `predictions_dir` (default RUN_DIR/predictions)."""
+    predictions_dir = predictions_dir or ctx.run_dir / "predictions"
 
     def evaluate(split: str, language: str) -> list[ResultRow]:
         return run_zero_shot_sweep(
             loaded.model, loaded.tokenizer, spec, languages=[language], splits=[split], data_dir=data_dir,
             max_length=max_length, batch_size=batch_size, device=ctx.device, precision=precision,
-            run_id=ctx.run_id, phase=phase, predictions_dir=ctx.run_dir / "predictions",
+            run_id=ctx.run_id, phase=phase, predictions_dir=predictions_dir,
         )
 
     return sweep_each(ctx, spec, phase, splits, languages, evaluate)

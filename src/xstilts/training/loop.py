@@ -24,10 +24,11 @@ from xstilts.models.multitask import MultiTaskModel
 from xstilts.tasks.spec import TaskSpec
 from xstilts.formats.batching import collate, example_units, shuffled_examples
 from xstilts.models.runtime import autocast
-from xstilts.training.distributed import all_reduce_gradients, broadcast_object, is_main, rank, shard, world_size
+from xstilts.training.distributed import all_reduce_gradients, broadcast_object, is_main, main_writes, rank, shard, world_size
 from xstilts.training.optim import build_adamw
 from xstilts.training.resume import Checkpointing, StopSignals, TrainingState, after_step, restore
 from xstilts.training.samplers import draw_tasks, task_probabilities
+from xstilts.training.selection import EpochSnapshots
 
 # bump when a change to training changes the weights it produces; part of every checkpoint key
 TRAINING_VERSION = 2
@@ -161,12 +162,15 @@ def train_model(
     seed: int,
     progress: Progress | None = None,
     checkpointing: Checkpointing | None = None,
+    snapshots: EpochSnapshots | None = None,
 ) -> TrainResult:
     """Train `model` in place; with dev splits, keep the epoch with the best English dev score.
 
     With `checkpointing`, a state saved in its folder is resumed from, the state is saved every
     `checkpointing.every` steps, and SIGTERM or SIGUSR1 saves it at the end of the step and raises
-    `Interrupted`; the weights are the same as without interruption, bit for bit.
+    `Interrupted`; the weights are the same as without interruption, bit for bit. With
+    `snapshots`, the end-of-epoch weights that model selection needs are written to disk
+    (rank 0); that changes nothing in training.
     """
     generator = torch.Generator().manual_seed(seed)
     model.to(device).train()
@@ -212,6 +216,8 @@ def train_model(
                     state.best_dev_score, state.best_epoch = score, math.ceil(step / per_epoch)
                     # Early stopping on English dev: remember the best weights, restore them at the end.
                     state.best_weights = cpu_state(model)
+            if snapshots is not None and end_of_epoch:
+                main_writes(snapshots.save, model, math.ceil(step / per_epoch), math.ceil(steps / per_epoch))
             state.step = step
             if checkpointing:
                 after_step(state, checkpointing, steps, stop)
