@@ -34,7 +34,9 @@ def _names(joined: object) -> list[str]:
     return [name for name in str(joined or "").split("+") if name]
 
 
-def row_flags(frame: pd.DataFrame, *, cards: dict[str, Card] | None = None, registry: TaskRegistry | None = None) -> pd.DataFrame:
+def row_flags(
+    frame: pd.DataFrame, *, cards: dict[str, Card] | None = None, registry: TaskRegistry | None = None
+) -> pd.DataFrame:
     """A copy of the frame with a "flags" column: the sorted list of flags of each row.
 
     Args:
@@ -51,12 +53,13 @@ def row_flags(frame: pd.DataFrame, *, cards: dict[str, Card] | None = None, regi
         raise KeyError(f"row_flags needs the frame columns {missing}")
     registry = load_registry() if registry is None else registry
     seen = {model: seen_tasks(str(model), cards) for model in frame["model"].dropna().unique()}
-    train_language = {task: registry.get(task).train_language if task in registry else "en" for task in frame["task"].unique()}
+    train_language = {
+        task: registry.get(task).train_language if task in registry else "en" for task in frame["task"].unique()
+    }
     phases = frame["phase"] if "phase" in frame.columns else [None] * len(frame)
     flags = []
-    for model, task, language, intermediate, languages, phase in zip(
-        frame["model"], frame["task"], frame["language"], frame["intermediate"], frame["intermediate_languages"], phases, strict=True
-    ):
+    columns = [frame[name] for name in _COLUMNS]
+    for model, task, language, intermediate, languages, phase in zip(*columns, phases, strict=True):
         row: list[str] = []
         tasks = _names(intermediate)
         if seen.get(model, set()) & {task, *tasks}:

@@ -125,7 +125,10 @@ def get_reference(reference_id: str, references: dict[str, Reference] | None = N
     """One reference by id; an unknown id is a UserError with the closest id."""
     references = load_references() if references is None else references
     if reference_id not in references:
-        raise UserError(f"unknown reference {reference_id!r}{did_you_mean(reference_id, references)}; known: {', '.join(sorted(references))}")
+        raise UserError(
+            f"unknown reference {reference_id!r}{did_you_mean(reference_id, references)}; "
+            f"known: {', '.join(sorted(references))}"
+        )
     return references[reference_id]
 
 
