@@ -38,6 +38,9 @@ DEFAULT_SIZES: dict[str, dict[str, int]] = {
 }
 
 
+# What made a paraphrase pair (its 4th column): negatives by argument swap or by an antonym or
+# co-hyponym substitution; positives by a synonym substitution or only a fronted adjunct.
+ITEM_TYPES = ("swap", "substitution", "synonym", "adjunct")
 LABELS: dict[str, list] = {
     "nli": ["entailment", "neutral", "contradiction"], "paraphrase": ["0", "1"],
     "topic": list(TOPICS), "copa": [0, 1], "ner": ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"],
@@ -93,7 +96,11 @@ def _nli_edit(g: Grammar, premise: Sentence, label: str) -> Sentence | None:
 def paraphrase_pair(g: Grammar) -> tuple[Sentence, Sentence, str]:
     """A PAWS-like pair. Either side may move its adjunct to the front (same meaning), so
     word order alone decides nothing; negatives are mostly subject/object swaps (the same
-    bag of words, a different meaning), the rest antonym or co-hyponym substitutions."""
+    bag of words, a different meaning), the rest antonym or co-hyponym substitutions.
+
+    The second sentence's meta["item_type"] says which edit made the pair (ITEM_TYPES): swap and
+    adjunct pairs have the same bag of words, so only word order tells their labels apart.
+    """
     rng = g.rng
     label = rng.choice(LABELS["paraphrase"])
     while True:
@@ -101,12 +108,14 @@ def paraphrase_pair(g: Grammar) -> tuple[Sentence, Sentence, str]:
         second = copy_sentence(first)
         changed = _front_adjunct(second) if rng.random() < 0.5 else False
         if label == "1":
-            changed = _substitute(rng, second, synonym=True) or changed
+            synonym = _substitute(rng, second, synonym=True)
+            changed, kind = synonym or changed, "synonym" if synonym else "adjunct"
         elif rng.random() < 0.6:
-            changed = _swap_arguments(second)
+            changed, kind = _swap_arguments(second), "swap"
         else:
-            changed = _substitute(rng, second, synonym=False)
+            changed, kind = _substitute(rng, second, synonym=False), "substitution"
         if changed:
+            second.meta["item_type"] = kind
             return first, second, label
 
 
@@ -326,7 +335,9 @@ class _Writer:
         for split, langs in self.splits(task):
             built = self.build(task, split, make)
             for lang in langs:
-                rows = [f"{lang.text(a)}\t{lang.text(b)}\t{label}" for a, b, label in built]
+                # Paraphrase pairs carry their item type as a 4th column (the spec's extra_columns).
+                rows = [f"{lang.text(a)}\t{lang.text(b)}\t{label}" + "".join(f"\t{b.meta[k]}" for k in ("item_type",) if k in b.meta)
+                        for a, b, label in built]
                 self.put(f"{task}/{split}-{lang.code}.tsv", "\n".join(rows) + "\n", len(rows))
 
     def write_mnli(self) -> None:

@@ -13,6 +13,7 @@ from xstilts.config.loading import load_config
 from xstilts.config.schema import QuickstartConfig
 from xstilts.data.loading import load_examples
 from xstilts.errors import UserError
+from xstilts.evaluation.subsets import select
 from xstilts.experiments.quickstart import QUICKSTART_CONFIG
 from xstilts.synthetic import generate as gen
 from xstilts.synthetic import generate_benchmark, load_languages
@@ -88,7 +89,7 @@ def test_pair_classification_files_parse(bench):
     for lang in LANGS:
         for split in ("dev", "test"):
             assert {r[2] for r in _tsv(out / f"nli/{split}-{lang}.tsv", 3)} <= {"entailment", "neutral", "contradiction"}
-            assert {r[2] for r in _tsv(out / f"paraphrase/{split}-{lang}.tsv", 3)} == {"0", "1"}
+            assert {r[2] for r in _tsv(out / f"paraphrase/{split}-{lang}.tsv", 4)} == {"0", "1"}
             assert {r[1] for r in _tsv(out / f"topic/{split}-{lang}.tsv", 2)} <= {"food", "sport", "travel", "nature"}
 
 
@@ -103,8 +104,8 @@ def test_nli_labels_do_not_follow_from_surface_overlap(bench):
 
 def test_paraphrase_has_adversarial_same_bag_negatives(bench):
     out, _ = bench
-    rows = _tsv(out / "paraphrase/train-en.tsv", 3)
-    same_bag = [label for a, b, label in rows if sorted(a.split()) == sorted(b.split()) and a != b]
+    rows = _tsv(out / "paraphrase/train-en.tsv", 4)
+    same_bag = [label for a, b, label, _ in rows if sorted(a.split()) == sorted(b.split()) and a != b]
     assert "0" in same_bag and "1" in same_bag
 
 
@@ -334,3 +335,23 @@ def test_morph_tags_are_case_and_number_of_noun_phrase_heads(bench):
         for i, (word, tag) in enumerate(sent):
             if tag.startswith("Case=Loc"):
                 assert {"in", "at"} & set(words[:i]), (words, word)
+
+
+def test_paraphrase_item_types_say_which_edit_made_the_pair(bench):
+    out, _ = bench
+    label_of = {"swap": "0", "substitution": "0", "synonym": "1", "adjunct": "1"}
+    types = {}
+    for lang in LANGS:
+        rows = _tsv(out / f"paraphrase/test-{lang}.tsv", 4)
+        assert all(r[3] in gen.ITEM_TYPES and r[2] == label_of[r[3]] and r[0] != r[1] for r in rows)
+        types[lang] = [r[3] for r in rows]
+        if lang == "xa":  # no agreement, no case: swaps and fronted adjuncts keep the bag of words
+            same_bag = [sorted(a.split()) == sorted(b.split()) for a, b, _, _ in rows]
+            assert same_bag == [t in ("swap", "adjunct") for t in types[lang]]
+    assert all(types[lang] == types["en"] for lang in LANGS)  # parallel: the same item, the same type
+    assert set(types["en"]) == set(gen.ITEM_TYPES)
+    # The spec's adversarial subset is the same-bag pairs (read through the item_type column).
+    spec = load_registry().get("synth-paws")
+    examples = load_examples(spec, "test", "en", out / "paraphrase")
+    indices = select(spec, "adversarial", spec.subsets["adversarial"], examples, "test-en", out / "paraphrase")
+    assert indices == [i for i, t in enumerate(types["en"]) if t in ("swap", "adjunct")]
