@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from xstilts.analysis.frame import spec_train_language
 from xstilts.analysis.model import Table
 from xstilts.config.study import SizeAnalysis
 from xstilts.errors import UserError, did_you_mean
-from xstilts.tasks.registry import TaskRegistry, load_registry
 
 ZERO_SHOT = "zero-shot"
 
@@ -58,21 +58,18 @@ def parse_size(label: object, size: SizeAnalysis) -> float:
     return float(size.full_size)
 
 
-def run_degradations(
-    frame: pd.DataFrame, size: SizeAnalysis, *, split: str = "test", registry: TaskRegistry | None = None
-) -> pd.DataFrame:
+def run_degradations(frame: pd.DataFrame, size: SizeAnalysis, *, split: str = "test") -> pd.DataFrame:
     """One row per (run, target task): run, task, label, size, reference (the full-split or
     training-language score), degraded (the subset or other-language score), degradation."""
     column = f"axis:{size.axis}"
     if column not in frame.columns:
         axes = [name.removeprefix("axis:") for name in frame.columns if str(name).startswith("axis:")]
         raise UserError(f"report.size.axis: {size.axis!r} is not an axis of the study{did_you_mean(size.axis, axes)}")
-    registry = load_registry() if registry is None else registry
     rows = frame[(frame["phase"] == "target") & (frame["metric"] == "score") & (frame["split"] == split)]
     rows = rows.assign(subset=rows["subset"].fillna("")) if "subset" in rows.columns else rows.assign(subset="")
     records = []
     for (run, task), group in rows.groupby(["run", "task"], sort=True):
-        pair = _subset_pair(group, size.subset) if size.subset is not None else _language_pair(group, task, size.language, registry)
+        pair = _subset_pair(group, size.subset) if size.subset is not None else _language_pair(group, task, size.language)
         if pair is None:
             continue
         label = group[column].iloc[0]
@@ -90,8 +87,8 @@ def _subset_pair(group: pd.DataFrame, subset: str) -> tuple[float, float] | None
     return float(full[languages].mean()), float(part[languages].mean())
 
 
-def _language_pair(group: pd.DataFrame, task: str, language: str | None, registry: TaskRegistry) -> tuple[float, float] | None:
-    train = registry.get(task).train_language if task in registry else "en"
+def _language_pair(group: pd.DataFrame, task: str, language: str | None) -> tuple[float, float] | None:
+    train = group["train_language"].iloc[0] if "train_language" in group.columns else spec_train_language(task)
     scores = group[group["subset"] == ""].groupby("language")["value"].mean()
     others = [lang for lang in scores.index if lang != train] if language == ZERO_SHOT else [language]
     if train not in scores.index or not others or any(lang not in scores.index for lang in others):
@@ -157,7 +154,6 @@ def size_degradation(
     split: str = "test",
     n_boot: int = 2000,
     seed: int = 0,
-    registry: TaskRegistry | None = None,
 ) -> SizeDegradation:
     """Degradation per size (mean over seeds) and its correlation with size over runs, per task.
 
@@ -167,9 +163,8 @@ def size_degradation(
         split: the evaluation split (report.split).
         n_boot: bootstrap resamples for the intervals.
         seed: the bootstrap's random seed (the same seed gives the same intervals).
-        registry: the task registry, for each task's training language.
     """
-    runs = run_degradations(frame, size, split=split, registry=registry)
+    runs = run_degradations(frame, size, split=split)
     per_size_rows, correlation_rows, points = [], [], {}
     for task, group in runs.groupby("task", sort=True):
         per_size_rows += _per_size_rows(task, group)

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from xstilts.analysis.frame import spec_train_language
 from xstilts.models.cards import Card, seen_tasks
-from xstilts.tasks.registry import TaskRegistry, load_registry
 
 SEEN_TASK = "seen-task"
 INTERMEDIATE_LANGUAGE = "intermediate-language"
@@ -34,16 +34,13 @@ def _names(joined: object) -> list[str]:
     return [name for name in str(joined or "").split("+") if name]
 
 
-def row_flags(
-    frame: pd.DataFrame, *, cards: dict[str, Card] | None = None, registry: TaskRegistry | None = None
-) -> pd.DataFrame:
+def row_flags(frame: pd.DataFrame, *, cards: dict[str, Card] | None = None) -> pd.DataFrame:
     """A copy of the frame with a "flags" column: the sorted list of flags of each row.
 
     Args:
-        frame: the study frame (needs model, task, language, intermediate, intermediate_languages).
+        frame: the study frame (needs model, task, language, intermediate, intermediate_languages;
+            uses train_language where present, else each task's from the built-in registry).
         cards: start-model cards (default: `load_cards()` through `seen_tasks`).
-        registry: the task registry, for each target's training language (default: built-in
-            tasks; a task it does not know trains in English).
 
     Raises:
         KeyError: when the frame lacks one of the columns above (a bug in the caller).
@@ -51,21 +48,18 @@ def row_flags(
     missing = [column for column in _COLUMNS if column not in frame.columns]
     if missing:
         raise KeyError(f"row_flags needs the frame columns {missing}")
-    registry = load_registry() if registry is None else registry
     seen = {model: seen_tasks(str(model), cards) for model in frame["model"].dropna().unique()}
-    train_language = {
-        task: registry.get(task).train_language if task in registry else "en" for task in frame["task"].unique()
-    }
+    trained = frame["train_language"] if "train_language" in frame.columns else frame["task"].map(spec_train_language)
     phases = frame["phase"] if "phase" in frame.columns else [None] * len(frame)
     flags = []
     columns = [frame[name] for name in _COLUMNS]
-    for model, task, language, intermediate, languages, phase in zip(*columns, phases, strict=True):
+    for model, task, language, intermediate, languages, phase, train in zip(*columns, phases, trained, strict=True):
         row: list[str] = []
         tasks = _names(intermediate)
         if seen.get(model, set()) & {task, *tasks}:
             row.append(SEEN_TASK)
         # An intermediate phase's own evaluation is in its training language by design.
-        if tasks and phase != "intermediate" and language != train_language[task] and language in _names(languages):
+        if tasks and phase != "intermediate" and language != train and language in _names(languages):
             row.append(INTERMEDIATE_LANGUAGE)
         flags.append(sorted(row))
     flagged = frame.copy()

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from xstilts.analysis.frame import primary, zero_shot
 from xstilts.analysis.model import Table
-from xstilts.tasks.registry import TaskRegistry, load_registry
 
 Scores = dict[tuple[str, str], float]
 
@@ -32,21 +32,17 @@ def task_set(members: str | Iterable[str] | None) -> frozenset[str]:
     return frozenset(name for name in names if name)
 
 
-def arm_scores(
-    frame: pd.DataFrame, *, arm_column: str, split: str = "test", registry: TaskRegistry | None = None
-) -> tuple[Scores, dict[str, str]]:
+def arm_scores(frame: pd.DataFrame, *, arm_column: str, split: str = "test") -> tuple[Scores, dict[str, str]]:
     """(arm, target) -> mean over the arm's runs (seeds) of each run's zero-shot mean score, and
     arm -> its "+"-joined intermediate tasks, from the study frame.
 
     Uses the target phase's "score" rows of the full split (no subset), every language except the
     task's training language.
     """
-    registry = load_registry() if registry is None else registry
-    rows = frame[(frame["phase"] == "target") & (frame["metric"] == "score") & (frame["split"] == split)]
+    rows = zero_shot(primary(frame))
+    rows = rows[(rows["phase"] == "target") & (rows["split"] == split)]
     if "subset" in rows.columns:
         rows = rows[rows["subset"].fillna("") == ""]
-    train = {task: registry.get(task).train_language if task in registry else "en" for task in rows["task"].unique()}
-    rows = rows[[language != train[task] for task, language in zip(rows["task"], rows["language"], strict=True)]]
     per_run = rows.groupby([arm_column, "task", "run"])["value"].mean()
     per_arm = per_run.groupby(level=[0, 1]).mean()
     scores = {(str(arm), str(task)): float(value) for (arm, task), value in per_arm.items()}

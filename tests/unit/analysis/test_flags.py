@@ -67,3 +67,13 @@ def test_flag_union_and_legend():
     assert flag_legend(["seen-task"]) == [flag_legend()[0]]
     assert flag_legend(["seen-task"])[0].startswith("seen-task: the start model was trained on this task")
     assert flag_legend([]) == []
+
+
+def test_train_language_column_is_used_when_present():
+    # A target trained in German (train_language from the frame): German rows are not zero-shot
+    # transfer, but neither are they flagged as an intermediate language; French is.
+    frame = _frame([
+        ("r", "target", "google/mt5-base", "xnli", "de", "mnli", "de+fr", "accuracy", 1.0),
+        ("r", "target", "google/mt5-base", "xnli", "fr", "mnli", "de+fr", "accuracy", 1.0),
+    ]).assign(train_language="de")
+    assert row_flags(frame)["flags"].tolist() == [[], ["intermediate-language"]]
