@@ -20,16 +20,18 @@ interval excludes zero; anything else is "within noise" and is labelled, never r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
+from seqeval.metrics.sequence_labeling import get_entities
 
 from xstilts.errors import UserError, did_you_mean
 from xstilts.evaluation.records import read_records, score_records
 from xstilts.evaluation.scorer import task_score
-from xstilts.tasks.spec import Format, TaskSpec
+from xstilts.tasks.spec import Format, Metric, TaskSpec
 
 BETTER, WORSE, WITHIN_NOISE = "better", "worse", "within noise"
 TOO_FEW_SEEDS, TOO_FEW_EXAMPLES = "too few seeds", "too few examples"
@@ -145,13 +147,52 @@ def paired_over_examples(
 def resampled_scores(spec: TaskSpec, records: Records, metric: str, indices: np.ndarray, vectorised: bool = True) -> np.ndarray:
     """`metric` of `records` on each row of `indices` (one bootstrap sample per row).
 
-    Accuracy formats are computed from per-example correctness with numpy (the same number as
-    rescoring, 100 * right / n); every other format is rescored with `score_records`.
+    Accuracy (classification, multiple choice, token accuracy) and seqeval F1 are computed with
+    numpy from per-example counts, which add up over a sample exactly as the scorer counts them
+    (seqeval never joins entities across sentences), giving the same numbers as rescoring; every
+    other metric is rescored with `score_records`.
     """
-    if vectorised and spec.format in _ACCURACY_FORMATS and metric in (SCORE, "accuracy"):
-        correct = np.array([p == e["label"] for p, e in zip(records.predictions, records.examples, strict=True)])
-        return 100.0 * correct[indices].mean(axis=1)
-    return np.array([_metric(spec, records, sample, metric) for sample in indices], dtype=float)
+    counts = _example_counts(spec, records, metric) if vectorised else None
+    if counts is None:
+        return np.array([_metric(spec, records, sample, metric) for sample in indices], dtype=float)
+    sums = [column[indices].sum(axis=1) for column in counts]
+    if len(sums) == 2:  # (right, total)
+        return 100.0 * (sums[0] / sums[1])
+    return 100.0 * _seqeval_micro_f1(*sums)
+
+
+def _example_counts(spec: TaskSpec, records: Records, metric: str) -> list[np.ndarray] | None:
+    """Per-example sufficient statistics of the metric: [right, total] for accuracies,
+    [true positives, predicted, gold entities] for seqeval F1; None for any other metric."""
+    pairs = list(zip(records.predictions, records.examples, strict=True))
+    if spec.format in _ACCURACY_FORMATS and metric in (SCORE, "accuracy"):
+        return [np.array([p == e["label"] for p, e in pairs], dtype=np.int64), np.ones(len(pairs), dtype=np.int64)]
+    if spec.format is not Format.TAGGING:
+        return None
+    if spec.metric is Metric.TOKEN_ACCURACY and metric in (SCORE, "accuracy"):
+        right = [sum(int(p == g) for p, g in zip(pred, e["labels"], strict=True)) for pred, e in pairs]
+        return [np.array(right, dtype=np.int64), np.array([len(e["labels"]) for _, e in pairs], dtype=np.int64)]
+    if spec.metric is Metric.SEQEVAL_F1 and metric in (SCORE, "f1"):
+        rows = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # seqeval warns on every non-BIO tag (POS tags), as in metrics.py
+            for pred, example in pairs:
+                gold, predicted = set(get_entities([example["labels"]])), set(get_entities([pred]))
+                rows.append((len(gold & predicted), len(predicted), len(gold)))
+        return [np.array(column, dtype=np.int64) for column in zip(*rows)] if rows else None
+    return None
+
+
+def _seqeval_micro_f1(tp: np.ndarray, predicted: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """seqeval's micro F1 (precision_recall_fscore_support, beta 1, zero_division 0), operation
+    for operation, so that each value equals `f1_score` on the sample."""
+    precision = tp / np.where(predicted == 0, 1, predicted)
+    precision[predicted == 0] = 0.0
+    recall = tp / np.where(gold == 0, 1, gold)
+    recall[gold == 0] = 0.0
+    denominator = 1.0 * precision + recall
+    denominator[denominator == 0.0] = 1
+    return (1 + 1.0) * precision * recall / denominator
 
 
 def bootstrap_p_value(observed: float, diffs: np.ndarray) -> float:

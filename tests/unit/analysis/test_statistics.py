@@ -113,6 +113,26 @@ def test_accuracy_fast_path_equals_rescoring():
     assert generic[0] == score_records(spec, records.examples, records.predictions, list(indices[0]))["accuracy"]
 
 
+@pytest.mark.parametrize(("task", "tags", "metric"), [
+    ("panx", ["O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG", "B-ORG"], "score"),
+    ("udpos", ["NOUN", "VERB", "ADJ", "DET", "PUNCT"], "f1"),  # POS tags read as chunks, as the official scorer does
+    ("ud-feats", ["_", "Number=Sing", "Number=Plur|Case=Nom"], "score"),  # token accuracy
+])
+def test_tagging_fast_path_equals_rescoring(task, tags, metric):
+    spec = REGISTRY.get(task).model_copy(update={"labels": tags if len(set(tags)) == len(tags) else sorted(set(tags))})
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(1, 9, 80)
+    gold = [[tags[i] for i in rng.integers(0, len(tags), n)] for n in lengths]
+    examples = [{"id": str(i), "tokens": ["w"] * len(labels), "labels": labels} for i, labels in enumerate(gold)]
+    # Mostly right, with some tags changed, so samples have every kind of count.
+    predictions = [[tag if rng.random() < 0.7 else tags[rng.integers(0, len(tags))] for tag in labels] for labels in gold]
+    records = Records("a", examples, predictions)
+    indices = np.vstack([rng.integers(0, 80, size=(40, 80)), np.zeros((1, 80), dtype=int)])
+    fast = resampled_scores(spec, records, metric, indices)
+    assert np.array_equal(fast, resampled_scores(spec, records, metric, indices, vectorised=False))
+    assert len(set(fast.tolist())) > 10
+
+
 def test_tagging_is_rescored_at_corpus_level():
     spec = REGISTRY.get("panx")
     gold = [["B-PER", "I-PER", "O"], ["B-LOC", "O", "B-ORG"]]
