@@ -45,7 +45,9 @@ def load_examples(
         raise UserError(f"task {spec.name!r} has no local reader; drop its data dir to use the hub")
     else:
         source = local_path(spec, data_dir, split, language)
-        examples = get_reader(spec.local.reader, spec)(source, spec)
+        reader = get_reader(spec.local.reader, spec)
+        # A file holding every language (MultiCheckList's templates) is told which one to read.
+        examples = reader(source, spec, language=language) if getattr(reader, "reads_language", False) else reader(source, spec)
         if not examples:
             raise UserError(f"{source}: no examples")
     if not allow_unlabelled and not all(is_labelled(example) for example in examples):

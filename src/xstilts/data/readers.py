@@ -38,6 +38,7 @@ READERS: dict[str, str] = {
     "paws_tsv": "xstilts.data.nli:read_paws_tsv",
     "ccg_tsv": "xstilts.data.ccg:read_ccg_tsv",
     "text_lines": "xstilts.formats.mlm:read_text_lines",
+    "multichecklist_tsv": "xstilts.data.multichecklist:read_multichecklist",
 }
 
 

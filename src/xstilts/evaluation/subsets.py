@@ -5,7 +5,9 @@ says otherwise) and carried BY ITEM INDEX to every other language of the same sp
 XCOPA, XQuAD, PAWS-X and the synthetic tasks are parallel, so index i is the same item in every
 language, and a subset found hard on English is the same items everywhere. A language whose
 split has another number of items cannot carry it (an error). `language: each` selects on each
-language's own examples instead (MultiCheckList, whose languages are generated independently).
+language's own examples instead (MultiCheckList, whose languages are generated independently);
+a language where it selects nothing then gets no rows for it, where any other subset that
+selects nothing is an error.
 
 An example without an `id` field has its 0-based index in the split as id.
 """
@@ -27,6 +29,10 @@ EXACT_MATCH = "exact_match"
 # Loads the examples of (split, language): the sweep passes data.loading.load_examples bound to
 # the task's data dir; tests pass a dict lookup.
 ExampleLoader = Callable[[str, str], Sequence[Example]]
+
+
+class EmptySubset(UserError):
+    """A subset selects no example (with `language: each`, that language simply gets no rows)."""
 
 
 def example_id(example: Example, index: int) -> str:
@@ -70,7 +76,7 @@ def select(spec: TaskSpec, name: str, subset: Subset, examples: Sequence[Example
             raise UserError(f"{spec.origin}, subset {name!r}: {len(unknown)} id(s) not in the {where} examples (first: {unknown[0]!r})")
         indices = sorted({position[item] for item in ids})
     if not indices:
-        raise UserError(f"{spec.origin}, subset {name!r}: selects no example of {where}")
+        raise EmptySubset(f"{spec.origin}, subset {name!r}: selects no example of {where}")
     return indices
 
 
@@ -122,7 +128,12 @@ def subset_rows(
     for name, subset in spec.subsets.items():
         if subset.splits is not None and split not in subset.splits:
             continue
-        indices = subset_indices(spec, name, split, language, examples, load_once, data_dir)
+        try:
+            indices = subset_indices(spec, name, split, language, examples, load_once, data_dir)
+        except EmptySubset:
+            if subset.language == EACH_LANGUAGE:
+                continue  # each language has its own items: this one has none of the subset's (no rows)
+            raise
         metrics = with_failure_rate(spec, score_records(spec, examples, predictions, indices))
         rows.extend(ResultRow(run_id, phase, spec.name, language, subset_split(split, name), metric, value) for metric, value in metrics.items())
     return rows
