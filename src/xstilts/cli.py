@@ -314,6 +314,20 @@ def study_run(
         raise UserError(f"{len(failed)} of {len(study.nodes)} nodes of study {study.name} failed; rerun the same command to run what is missing")
 
 
+@app.command()
+def report(
+    source: Annotated[Path, typer.Argument(help="a study YAML (its runs, analysed as its report section says) or a store folder (every run)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for index.html, report.md, report.tex, report.json, figures/")],
+    store: StoreOption = None,
+) -> None:
+    """Analyse a study's runs: deltas with intervals over seeds, paired tests, per-language and
+    benchmark tables, plots; written as one HTML page plus Markdown, LaTeX and JSON."""
+    from xstilts.analysis.report import write_study_report
+
+    written = write_study_report(source, output, store_home_dir=store)
+    out.print(f"report written to {written['html']} (also {', '.join(p.name for k, p in written.items() if k != 'html')})")
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit code."""
     from transformers.utils import logging as hf_logging
