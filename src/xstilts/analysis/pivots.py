@@ -24,6 +24,7 @@ from xstilts.errors import UserError, did_you_mean
 from xstilts.evaluation.records import records_path
 from xstilts.evaluation.scorer import BENCHMARK_GROUPS, benchmark_averages
 from xstilts.tasks.registry import TaskRegistry, load_registry
+from xstilts.tasks.spec import Format
 
 TARGET_PHASE = "target"
 # Model selection (H6): the English-dev-selected checkpoint is zero-shot proper; the oracle
@@ -316,35 +317,47 @@ def example_comparison_table(
     if report.baseline is None:
         raise UserError("report.baseline: name the baseline arm to compare the arms with per example")
     registry = registry if registry is not None else load_registry()
-    zero = run_means(frame, report)
-    languages = _zero_shot_languages(frame, report)
     columns = ["target", "arm", "language", "seed", "examples", "Δ", "95% CI", "p", "verdict"]
-    rows, unreadable = [], []
-    for task in sorted(zero["task"].unique()):
+    rows, unreadable, retrieval = [], [], set()
+    for task, arm, run_seed, language, run_dirs in _paired_evaluations(frame, report, arms):
         spec = registry.get(task)
-        base = zero[(zero["arm"] == report.baseline) & (zero["task"] == task)].set_index("seed")
-        for arm in [a for a in (arms or arm_order(frame, report)) if a != report.baseline]:
-            runs = zero[(zero["arm"] == arm) & (zero["task"] == task)]
-            for run in runs.itertuples():
-                if run.seed not in base.index:
-                    continue
-                reference = base.loc[run.seed]
-                for language in sorted(languages.get(run.run, set()) & languages.get(reference["run"], set())):
-                    paths = [records_path(Path(d) / "predictions", task, report.split, language) for d in (run.run_dir, reference["run_dir"])]
-                    try:
-                        records = [Records.read(path) for path in paths]
-                    except UserError as exc:
-                        unreadable.append(str(exc))
-                        continue
-                    c = paired_over_examples(spec, *records, metric=metric, n_resamples=n_resamples, seed=seed, alpha=report.noise_level)
-                    rows.append([task, arm, language, run.seed, c.n, c.mean_diff, interval(c.low, c.high), p_text(c.p_value), c.verdict])
+        if spec.format is Format.RETRIEVAL:  # scored on embeddings, no per-example records
+            retrieval.add(task)
+            continue
+        try:
+            records = [Records.read(records_path(Path(d) / "predictions", task, report.split, language)) for d in run_dirs]
+        except UserError as exc:
+            unreadable.append(str(exc))
+            continue
+        c = paired_over_examples(spec, *records, metric=metric, n_resamples=n_resamples, seed=seed, alpha=report.noise_level)
+        rows.append([task, arm, language, run_seed, c.n, c.mean_diff, interval(c.low, c.high), p_text(c.p_value), c.verdict])
     notes = [
         f"Arm minus baseline {report.baseline!r} on the same examples, one row per seed (the arm's run vs the baseline's "
         f"run of that seed): paired bootstrap, {n_resamples} resamples rescored with the task's scorer ({metric}); "
         "p = twice the share of resamples whose difference has the other sign, (k+1)/(N+1)."
     ]
-    notes += [f"Left out: {message}" for message in unreadable]
+    if retrieval:
+        notes.append(f"Left out: {', '.join(sorted(retrieval))} (retrieval tasks have no per-example records).")
+    if unreadable:
+        count = len(unreadable)
+        notes.append(f"Left out: {count} comparison{'s' * (count != 1)} (a seed and language) without readable records, e.g. {unreadable[0]}")
     return Table(f"Per-example paired comparison ({report.split})", columns, rows, notes=notes, name=f"examples-{report.split}")
+
+
+def _paired_evaluations(frame: pd.DataFrame, report: ReportConfig, arms: list[str] | None):
+    """(target, arm, seed, language, (arm's run dir, baseline's run dir)) for every seed both
+    runs have and every zero-shot language both evaluated."""
+    zero = run_means(frame, report)
+    languages = _zero_shot_languages(frame, report)
+    for task in sorted(zero["task"].unique()):
+        base = zero[(zero["arm"] == report.baseline) & (zero["task"] == task)].set_index("seed")
+        for arm in [a for a in (arms or arm_order(frame, report)) if a != report.baseline]:
+            for run in zero[(zero["arm"] == arm) & (zero["task"] == task)].itertuples():
+                if run.seed not in base.index:
+                    continue
+                reference = base.loc[run.seed]
+                for language in sorted(languages.get(run.run, set()) & languages.get(reference["run"], set())):
+                    yield task, arm, run.seed, language, (run.run_dir, reference["run_dir"])
 
 
 def _zero_shot_languages(frame: pd.DataFrame, report: ReportConfig) -> dict[str, set[str]]:

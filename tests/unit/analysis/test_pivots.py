@@ -157,6 +157,11 @@ def test_per_example_comparison_from_records(tmp_path):
     assert len(table.rows) == 1
     assert table.rows[0][:6] == ["xnli", "nli", "de", "0", 40, 50.0]
     assert table.rows[0][7:] == [f"{2 / 501:.3f}", "better"]
-    assert any("Left out" in note and "fr.records.jsonl" in note for note in table.notes)  # fr has no records
+    # fr has rows but no records files: one note counting the comparisons left out.
+    assert any(note.startswith("Left out: 1 comparison (a seed and language)") and "fr.records.jsonl" in note for note in table.notes)
+    tatoeba = [{**row, "task": "tatoeba"} for row in rows]
+    assert example_comparison_table(pd.DataFrame(tatoeba), REPORT).notes[1] == (
+        "Left out: tatoeba (retrieval tasks have no per-example records)."
+    )
     with pytest.raises(UserError, match="report.baseline"):
         example_comparison_table(pd.DataFrame(rows), ReportConfig())
