@@ -272,10 +272,10 @@ def generate_cases(test: CheckListTest, language: str, *, samples: int, seed: in
     return examples
 
 
-def _positive_option(spec: TaskSpec, name: str, default: int) -> int:
+def _int_option(spec: TaskSpec, name: str, default: int, minimum: int) -> int:
     value = spec.local.options.get(name, default) if spec.local else default
-    if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "samples" else 0):
-        raise UserError(f"task {spec.name!r}: local.options.{name} must be a {'positive' if name == 'samples' else 'non-negative'} integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"task {spec.name!r}: local.options.{name} must be an integer of at least {minimum}, got {value!r}")
     return value
 
 
@@ -288,7 +288,7 @@ def read_multichecklist(path: Path, spec: TaskSpec, *, language: str) -> list[Ex
     Raises:
         UserError: a malformed templates file (naming file and line) or a language it lacks.
     """
-    samples, seed = _positive_option(spec, "samples", DEFAULT_SAMPLES), _positive_option(spec, "seed", DEFAULT_SEED)
+    samples, seed = _int_option(spec, "samples", DEFAULT_SAMPLES, 1), _int_option(spec, "seed", DEFAULT_SEED, 0)
     languages, tests = read_templates(path)
     if language not in languages:
         raise UserError(f"{path}: no column for language {language!r} (the file has {len(languages)}: {' '.join(languages)})")

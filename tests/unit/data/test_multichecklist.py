@@ -148,7 +148,7 @@ def test_unknown_placeholder_and_language_and_options(small):
     with pytest.raises(UserError, match=r"no column for language 'de' \(the file has 2: en xx\)"):
         read_multichecklist(path, spec, language="de")
     bad = spec.model_copy(update={"local": spec.local.model_copy(update={"options": {"samples": 0}})})
-    with pytest.raises(UserError, match=r"task 'mcl-small': local.options.samples must be a positive integer, got 0"):
+    with pytest.raises(UserError, match=r"task 'mcl-small': local.options.samples must be an integer of at least 1, got 0"):
         read_multichecklist(path, bad, language="en")
 
 
