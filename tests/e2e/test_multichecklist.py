@@ -81,8 +81,14 @@ def test_subset_rows_and_multichecklist_failure_rates(tmp_path, monkeypatch, cap
     }
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     store = tmp_path / "store"
+    # A subset naming an id the split lacks stops the run before any training.
+    specs.write_text(SPEC.replace("en-test-3]", "en-test-99]"), encoding="utf-8")
+    with pytest.raises(AssertionError, match=r"specs.yaml: task 'toy-qa', subset 'first': 1 id\(s\) not in the test-en examples"):
+        cli(monkeypatch, capsys, "run", tmp_path / "exp.yaml", "--store", store)
+    assert not list((store / "runs").glob("*/checkpoints/target"))
+    specs.write_text(SPEC, encoding="utf-8")
     cli(monkeypatch, capsys, "run", tmp_path / "exp.yaml", "--store", store)
-    run_dir = next((store / "runs").iterdir())
+    run_dir = next(path.parent.parent for path in (store / "runs").glob("*/checkpoints/target"))
     rows = json.loads(cli(monkeypatch, capsys, "results", "--format", "json", "--store", store))
     scores = {(r["language"], r["split"], r["metric"]): r["value"] for r in rows if r["phase"] == "target"}
     toy = load_registry([specs]).get("toy-qa")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from xstilts.data.io import Example
+from xstilts.data.io import Example, is_labelled
 from xstilts.errors import UserError, did_you_mean
 from xstilts.evaluation.records import score_records
 from xstilts.results import ResultRow, subset_split
@@ -137,3 +137,25 @@ def subset_rows(
         metrics = with_failure_rate(spec, score_records(spec, examples, predictions, indices))
         rows.extend(ResultRow(run_id, phase, spec.name, language, subset_split(split, name), metric, value) for metric, value in metrics.items())
     return rows
+
+
+def check_subsets(spec: TaskSpec, splits: Sequence[str], languages: Sequence[str], load: ExampleLoader, data_dir: Path | None) -> None:
+    """Select every subset of `splits` in every language, as the sweep will, so that a mistake
+    (an unknown column or id, an empty selection, non-parallel languages) stops a run before
+    training instead of failing its evaluations. Unlabelled splits are never scored: skipped.
+
+    Raises:
+        UserError: the first problem, as `subset_indices` words it.
+    """
+    for split in splits:
+        names = [name for name, subset in spec.subsets.items() if subset.splits is None or split in subset.splits]
+        for language in languages if names else ():
+            examples = load(split, language)
+            if not all(is_labelled(example) for example in examples):
+                continue
+            for name in names:
+                try:
+                    subset_indices(spec, name, split, language, examples, load, data_dir)
+                except EmptySubset:
+                    if spec.subsets[name].language != EACH_LANGUAGE:
+                        raise

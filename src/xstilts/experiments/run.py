@@ -25,9 +25,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from xstilts.atomic import atomic_directory
 from xstilts.config.schema import EvalConfig, ExperimentConfig, HandOff
 from xstilts.data.hub import check_hub_language
-from xstilts.data.loading import local_path
+from xstilts.data.loading import load_examples, local_path
 from xstilts.errors import UserError
 from xstilts.evaluation.retrieval import resolve_retrieval_config, run_retrieval_sweep
+from xstilts.evaluation.subsets import check_subsets
 from xstilts.experiments.phases import (
     RunContext, intermediate_language, load_start, load_trained, run_intermediate_phase, run_target_phase,
     target_languages, target_splits,
@@ -87,6 +88,14 @@ def check_files(spec: TaskSpec, data_dir: Path | None, splits: list[str], langua
                 raise UserError(f"{path}: file not found (task {spec.name!r}, split {split!r}, language {language!r})")
 
 
+def check_spec_subsets(spec: TaskSpec, data_dir: Path | None, splits: list[str], languages: list[str]) -> None:
+    """Select the spec's subsets on local data before any training (hub data: at evaluation)."""
+    if spec.subsets and data_dir is not None:
+        resolved = spec.resolve_labels(data_dir)
+        load = lambda split, language: load_examples(resolved, split, language, data_dir, allow_unlabelled=True)  # noqa: E731
+        check_subsets(resolved, splits, languages, load, data_dir)
+
+
 def check_model_revision(config: ExperimentConfig) -> None:
     if config.model_revision and (Path(config.model).expanduser().is_dir() or config.model.startswith(PACKAGED_PREFIX)):
         raise UserError(f"key 'model_revision': model {config.model!r} is not a hub model; a revision pins hub models only")
@@ -117,6 +126,7 @@ def preflight(config: ExperimentConfig, registry: TaskRegistry) -> ExperimentCon
         check_batch_size(config.intermediate.train.batch_size, "intermediate.train.batch_size")
     splits = target_splits(spec, config.target.eval_splits)
     check_files(spec, config.data.get(spec.name), splits, target_languages(spec, config.target.languages))
+    check_spec_subsets(spec, config.data.get(spec.name), splits, target_languages(spec, config.target.languages))
     retrieval = resolve_retrieval_config(config.target.retrieval, config.model, spec)  # prefixes of the model's recipe
     return config.model_copy(update={"target": config.target.model_copy(update={"eval_splits": splits, "retrieval": retrieval})})
 
@@ -233,6 +243,7 @@ def evaluate_model(config: EvalConfig, home: Path | str | None = None, console: 
     languages = target_languages(spec, config.languages)
     target_splits(spec, config.splits, key="splits")
     check_files(spec, config.data_dir, config.splits, languages)
+    check_spec_subsets(spec, config.data_dir, config.splits, languages)
     if spec.format is not Format.RETRIEVAL:
         config = config.model_copy(update={"max_length": eval_max_length(config)})
     config = config.model_copy(update={"retrieval": resolve_retrieval_config(config.retrieval, config.model, spec)})

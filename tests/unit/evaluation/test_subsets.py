@@ -161,3 +161,16 @@ def test_extra_columns_in_headed_paws_tsv(tmp_path):
     path.write_text("id\tsentence1\tsentence2\tlabel\n7\ta\tb\t1\n", encoding="utf-8")
     with pytest.raises(UserError, match=r":1: expected the header 'id sentence1 sentence2 label item_type source'"):
         load_examples(spec, "train", "en", tmp_path)
+
+
+def test_check_subsets_finds_mistakes_before_any_training(tmp_path):
+    from xstilts.evaluation.subsets import check_subsets
+
+    spec, _ = load_spec(tmp_path, "adversarial: {column: item_type, values: [swap]}\nhard: {ids: [en-1], splits: [test]}")
+    data = {("test", "en"): examples("en"), ("test", "de"): examples("de"), ("dev", "en"): examples("en", 3), ("dev", "de"): examples("de", 2)}
+    load = lambda split, language: data[split, language]  # noqa: E731
+    check_subsets(spec, ["test"], ["en", "de"], load, None)  # fine
+    with pytest.raises(UserError, match=r"split 'dev': subset 'adversarial' .* en \(3 items\).* de has 2 items"):
+        check_subsets(spec, ["test", "dev"], ["en", "de"], load, None)
+    data["dev", "de"] = [{**row, "label": None} for row in examples("de", 2)]  # unlabelled: never scored
+    check_subsets(spec, ["test", "dev"], ["en", "de"], load, None)
