@@ -147,9 +147,8 @@ def arm_target_table(frame: pd.DataFrame, report: ReportConfig, *, phase: str = 
     notes = [
         "zero-shot: per run the mean task score over the languages other than the task's training language, "
         f"then mean, sample sd and 95% percentile-bootstrap CI over seeds ({report.split} split).",
-        "Δ: arm minus reference, paired over the seeds both have: exact sign-flip permutation test and bootstrap CI; "
+        "Δ: arm minus reference, paired over the seeds both have: paired t-test and bootstrap CI; "
         f"'better'/'worse' only when p < {report.noise_level:g} and the CI excludes 0, else 'within noise'. "
-        "With n seeds the smallest possible p is 2/2^n.",
     ]
     if not references:
         notes.append("No baseline or control arm is named (report.baseline, report.control): no deltas.")

@@ -63,9 +63,11 @@ def test_arm_target_table_numbers():
     none, nli, control = rows[("xnli", "none")], rows[("xnli", "nli")], rows[("xnli", "control")]
     assert none[2:5] == [3, 61.0, 3.0] and none[6] == 83.0
     assert none[7:11] == [None, None, None, None]  # the baseline against itself
-    assert none[11] == 33.0 and none[13:] == ["0.250", "within noise"]
+    # Differences 30, 33, 36 (mean 33, sd 3): paired t = 33 / (3 / sqrt 3) with 2 df, p = 1 - t / sqrt(t^2 + 2).
+    t = 33 / (3 / 3 ** 0.5)
+    assert none[11] == 33.0 and none[13:] == [f"{1 - t / (t * t + 2) ** 0.5:.3f}", "better"]
     assert nli[2:5] == [3, 63.0, 4.0] and nli[6] == 85.0
-    assert nli[7] == 2.0 and nli[9:11] == ["0.250", "within noise"]  # differences 1, 2, 3: p = 2/8
+    assert nli[7] == 2.0 and nli[9:11] == ["0.074", "within noise"]  # differences 1, 2, 3: t = 2 sqrt 3, p = 0.074
     assert nli[11] == 35.0
     assert control[2:5] == [3, 28.0, 0.0] and control[5] == "[28.0, 28.0]"
     assert control[7] == -33.0 and control[11:] == [None, None, None, None]
@@ -85,7 +87,7 @@ def test_delta_matrix_for_the_heatmap():
     assert (matrix.reference, matrix.arms, matrix.targets) == ("none", ["control", "nli"], ["pawsx", "xnli"])
     assert np.array_equal(matrix.mean, [[-33.0, -33.0], [2.0, 2.0]])
     assert np.array_equal(matrix.seeds, [[3, 3], [3, 3]])
-    assert matrix.verdict == [["within noise"] * 2] * 2
+    assert matrix.verdict == [["worse"] * 2, ["within noise"] * 2]
     assert (matrix.low <= matrix.mean).all() and (matrix.mean <= matrix.high).all()
     versus_control = delta_matrix(study_frame(), REPORT, "control")
     assert versus_control.arms == ["none", "nli"] and np.array_equal(versus_control.mean, [[33.0, 33.0], [35.0, 35.0]])

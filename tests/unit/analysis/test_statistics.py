@@ -40,21 +40,33 @@ def test_summarize_one_two_and_no_values():
     assert (same.sd, same.low, same.high) == (0.0, 4.0, 4.0)
 
 
-def test_permutation_p_value_enumerated_by_hand():
-    # Differences (1, 2, 3), mean 2. The 8 sign flips give means 2, 4/3, 2/3, 0, 0, -2/3, -4/3, -2:
-    # two of them have |mean| >= 2, so p = 2/8.
+def t2_p_value(t: float) -> float:
+    """Two-sided p of Student's t with 2 degrees of freedom, in closed form: 1 - |t| / sqrt(t^2 + 2)."""
+    return 1 - abs(t) / (t * t + 2) ** 0.5
+
+
+def test_paired_t_test_p_value_by_hand():
+    # Differences (1, 2, 3): mean 2, sd 1, t = 2 / (1 / sqrt 3).
     result = paired_over_seeds({0: 3.0, 1: 4.0, 2: 5.0}, {0: 2.0, 1: 2.0, 2: 2.0})
-    assert (result.n, result.mean_diff, result.p_value) == (3, 2.0, 0.25)
+    assert (result.n, result.mean_diff) == (3, 2.0)
+    assert result.p_value == pytest.approx(t2_p_value(2 * 3 ** 0.5))  # 0.074
     assert result.verdict == WITHIN_NOISE
     assert 1.0 <= result.low <= result.high <= 3.0
-    # Differences (1, -2, 3), mean 2/3: |mean| >= 2/3 for 6 of the 8 flips (2/3, 4/3, 2 and their negatives).
+    # Differences (1, -2, 3): mean 2/3, sd sqrt(114 / 18).
     mixed = paired_over_seeds({0: 1.0, 1: -2.0, 2: 3.0}, {0: 0.0, 1: 0.0, 2: 0.0})
-    assert mixed.p_value == pytest.approx(0.75)
+    assert mixed.p_value == pytest.approx(t2_p_value((2 / 3) / ((114 / 18) ** 0.5 / 3 ** 0.5)))
+
+
+def test_the_same_difference_in_every_seed_has_no_noise():
+    result = paired_over_seeds({s: 60.0 + s for s in range(5)}, {s: 10.0 + s for s in range(5)})
+    assert (result.mean_diff, result.p_value, result.low, result.high, result.verdict) == (50.0, 0.0, 50.0, 50.0, BETTER)
+    assert paired_over_seeds({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0}).verdict == WITHIN_NOISE
 
 
 def test_only_seeds_present_in_both_are_paired():
     result = paired_over_seeds({0: 3.0, 1: 4.0, 2: 5.0, 7: 100.0}, {0: 2.0, 1: 2.0, 2: 2.0, 9: -100.0})
-    assert (result.n, result.mean_diff, result.p_value) == (3, 2.0, 0.25)
+    assert (result.n, result.mean_diff) == (3, 2.0)
+    assert result.p_value == pytest.approx(t2_p_value(2 * 3 ** 0.5))
 
 
 def test_too_few_seeds():
@@ -64,14 +76,15 @@ def test_too_few_seeds():
 
 
 def test_six_seeds_all_ahead_is_better_only_below_alpha():
-    # All six differences positive: only the identity flip (and its mirror) reach |mean| 3.5: p = 2/64.
+    # Differences 1..6: mean 3.5, sd sqrt(3.5), t = 3.5 / (sqrt(3.5) / sqrt 6) = 4.58 with 5 df: p = 0.0059.
     a = {seed: 10.0 + seed for seed in range(6)}
     b = {seed: 9.0 for seed in range(6)}
     result = paired_over_seeds(a, b, alpha=0.05)
-    assert (result.mean_diff, result.p_value, result.verdict) == (3.5, 2 / 64, BETTER)
+    assert (result.mean_diff, result.verdict) == (3.5, BETTER)
+    assert result.p_value == pytest.approx(0.005934, abs=1e-5)
     assert result.low > 0
     assert paired_over_seeds(b, a, alpha=0.05).verdict == WORSE
-    assert paired_over_seeds(a, b, alpha=0.01).verdict == WITHIN_NOISE
+    assert paired_over_seeds(a, b, alpha=0.005).verdict == WITHIN_NOISE
 
 
 def test_identical_seeds_are_within_noise():

@@ -1,0 +1,103 @@
+"""`xstilts report` on a store written by hand: the report's numbers are the store's numbers,
+computed the way the notes say, and every output file is there."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from xstilts.cli import main
+from xstilts.evaluation.records import records_path, write_records
+from xstilts.experiments.store import ResultsStore
+from xstilts.results import ResultRow
+
+LANGUAGES = ("en", "de", "fr")
+N = 40  # examples per language
+
+
+def accuracy_for(arm: str, seed: int, language: str) -> int:
+    """Correct examples out of N: mnli beats none by 4 examples (10 points) in every language and seed."""
+    base = {"en": 30, "de": 24, "fr": 20}[language] + seed
+    return base + (4 if arm == "mnli" else 0)
+
+
+def write_run(store: ResultsStore, arm: str, seed: int) -> None:
+    run = f"r-{arm}-{seed}"
+    config = {"name": run, "model": "packaged:tiny", "seed": seed, "target": {"task": "xnli"},
+              "intermediate": {"tasks": ["mnli"]} if arm == "mnli" else None}
+    store.start_run(run, run, config)
+    rows = []
+    for language in LANGUAGES:
+        correct = accuracy_for(arm, seed, language)
+        examples = [{"text_a": f"p{i}", "text_b": f"h{i}", "label": "entailment"} for i in range(N)]
+        predictions = ["entailment"] * correct + ["neutral"] * (N - correct)
+        write_records(records_path(store.runs_dir / run / "predictions", "xnli", "test", language), examples, predictions)
+        rows.append(ResultRow(run, "target", "xnli", language, "test", "accuracy", 100.0 * correct / N))
+    store.complete_run(run, rows, [])
+
+
+@pytest.fixture
+def store(tmp_path) -> ResultsStore:
+    store = ResultsStore(tmp_path / "store")
+    for seed in (0, 1, 2, 3, 4):
+        for arm in ("none", "mnli"):
+            write_run(store, arm, seed)
+    return store
+
+
+def run_cli(monkeypatch, *args) -> int:
+    monkeypatch.setattr(sys, "argv", ["xstilts", *map(str, args)])
+    try:
+        main()
+    except SystemExit as exit_:
+        return exit_.code or 0
+    return 0
+
+
+def table(report: dict, name_prefix: str) -> dict:
+    tables = [t for section in report["sections"] for t in section["tables"] if t["name"].startswith(name_prefix)]
+    assert len(tables) == 1, [t["name"] for s in report["sections"] for t in s["tables"]]
+    return tables[0]
+
+
+def test_a_store_report_has_the_stores_numbers(store, tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    assert run_cli(monkeypatch, "report", store.home, "-o", out) == 0
+    assert {p.name for p in out.iterdir()} >= {"index.html", "report.md", "report.tex", "report.json", "figures"}
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+
+    arms = table(report, "arms-target")
+    column = {name: i for i, name in enumerate(arms["columns"])}
+    by_arm = {row[column["arm"]]: row for row in arms["rows"]}
+    for arm in ("none", "mnli"):
+        # zero-shot = mean over de and fr, then over the 5 seeds
+        expected = sum(100.0 * (accuracy_for(arm, s, "de") + accuracy_for(arm, s, "fr")) / (2 * N) for s in range(5)) / 5
+        assert by_arm[arm][column["zero-shot"]] == pytest.approx(expected)
+        assert by_arm[arm][column["seeds"]] == 5
+    mnli = by_arm["mnli"]
+    assert mnli[column["Δ baseline"]] == pytest.approx(10.0)
+    assert mnli[column["vs baseline"]] == "better"  # +10 in every seed: no noise at all
+    assert by_arm["none"][column["Δ baseline"]] is None
+
+    examples = table(report, "examples")
+    column = {name: i for i, name in enumerate(examples["columns"])}
+    assert {(row[column["language"]], row[column["seed"]]) for row in examples["rows"]} == {
+        (language, seed) for language in ("de", "fr") for seed in range(5)}
+    assert all(row[column["examples"]] == N and row[column["Δ"]] == pytest.approx(10.0) for row in examples["rows"])
+
+    languages = table(report, "languages-xnli")
+    column = {name: i for i, name in enumerate(languages["columns"])}
+    none = next(row for row in languages["rows"] if row[column["arm"]] == "none")
+    assert none[column["de"]] == pytest.approx(sum(100.0 * (24 + s) / N for s in range(5)) / 5)
+
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") == len(list((out / "figures").iterdir())) >= 2
+
+
+def test_an_empty_store_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    ResultsStore(tmp_path / "empty").runs()
+    assert run_cli(monkeypatch, "report", tmp_path / "empty", "-o", tmp_path / "out") == 2
+    assert "no completed runs to report on" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
