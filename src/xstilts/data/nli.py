@@ -83,10 +83,12 @@ def read_anli_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
 def _tsv_pairs(path: Path, spec: TaskSpec, header: list[str], columns: tuple[str, str, str, str]) -> list[Example]:
     """Rows of a headed tsv as pair examples; `columns` names the id, text_a, text_b and label columns."""
     skip = bool(spec.local.options.get("skip_malformed", False)) if spec.local else False
-    extras = extra_columns(spec)  # named in the header after the label, kept as example fields
-    header = [*header, *extras]
+    extras = list(extra_columns(spec))  # named in the header after the label, kept as example fields
     lines = numbered_lines(path)
     first = next(lines, None)
+    if first is not None and extras and first[1].split("\t") == header:
+        extras = []  # this file lacks them (the spec's other files may have them)
+    header = [*header, *extras]
     if first is None or first[1].split("\t") != header:
         raise UserError(f"{path}:1: expected the header {' '.join(header)!r}")
     index = [header.index(name) for name in columns]

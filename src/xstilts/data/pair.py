@@ -37,7 +37,8 @@ def read_tsv_fields(path: Path, spec: TaskSpec, fields: tuple[str, ...]) -> list
 
     A file whose first line lacks the label column is an unlabelled test file (XTREME withholds
     the XNLI and PAWS-X test labels): every line must then lack it (and the extra columns), and
-    each example's `label` is None. In a labelled file every line needs its label.
+    each example's `label` is None. In a labelled file every line needs its label. A file may
+    lack the extra columns altogether (every line as its first one).
     """
     examples = []
     width = None
@@ -47,18 +48,18 @@ def read_tsv_fields(path: Path, spec: TaskSpec, fields: tuple[str, ...]) -> list
             continue
         where = f"{path}:{number}"
         values = line.split("\t")
-        if width is None and len(values) in (len(full), len(fields) - 1):
+        # A file may lack the extra columns (a language that takes its subsets from English's).
+        if width is None and len(values) in (len(full), len(fields), len(fields) - 1):
             width = len(values)
         if len(values) != width:
             expected = f"{len(full)} tab-separated fields ({', '.join(full)})"
-            if width == len(fields) - 1:
-                expected = f"{width} tab-separated fields ({', '.join(fields[:-1])}) as on the first line of this unlabelled file"
+            if width is not None and width < len(full):
+                kind = "unlabelled file" if width < len(fields) else "file"
+                expected = f"{width} tab-separated fields ({', '.join(full[:width])}) as on the first line of this {kind}"
             raise UserError(f"{where}: expected {expected}, got {len(values)}")
         example = {"id": f"{path.stem}-{number}", **dict(zip(fields[:-1], values))}
-        labelled = width == len(full)
-        example["label"] = check_label(values[len(fields) - 1], spec, where) if labelled else None
-        if labelled:
-            example.update(zip(full[len(fields):], values[len(fields):]))
+        example["label"] = check_label(values[len(fields) - 1], spec, where) if width >= len(fields) else None
+        example.update(zip(full[len(fields):], values[len(fields):]))  # none when the file lacks them
         examples.append(example)
     return examples
 
