@@ -127,6 +127,15 @@ def test_snapshots_keep_only_the_needed_epochs_and_average_from_disk(tmp_path):
     assert not (tmp_path / "snap").exists()
 
 
+def test_a_training_state_resumes_only_a_training_keeping_the_same_epochs(tmp_path):
+    suffixes = {
+        EpochSnapshots(tmp_path, selection).resume_suffix
+        for selection in (SelectionConfig(average_last=2), SelectionConfig(average_last=3), SelectionConfig(oracle=True))
+    }
+    assert suffixes == {"-epochs-last2", "-epochs-last3", "-epochs-all"}  # and none is "" (no selection)
+    assert EpochSnapshots(tmp_path, SelectionConfig(average_last=2, oracle=True)).resume_suffix == "-epochs-all"
+
+
 def test_kept_snapshots_outlive_the_evaluation(tmp_path):
     snapshots = EpochSnapshots(tmp_path / "snap", SelectionConfig(average_last=2, keep_snapshots=True))
     for epoch in (1, 2):
