@@ -88,7 +88,7 @@ def test_the_instruction_mini_study_names_the_models_it_still_needs(tmp_path):
     assert models == ["packaged:tiny-t5", "packaged:tiny-t5-instruct"]
     for model in models:
         name = model.split(":", 1)[1]
-        with pytest.raises(UserError, match=rf"^unknown packaged model '{name}'; known: "):
+        with pytest.raises(UserError, match=rf"^packaged model '{name}' is not available: text-to-text \(T5-family\) start models"):
             resolve_model_source(model, tmp_path)
 
 
