@@ -31,7 +31,7 @@ from xstilts.analysis.pivots import (
 )
 from xstilts.analysis.reference import get_reference, reference_table
 from xstilts.analysis.render import write_report
-from xstilts.config.study import ReportConfig
+from xstilts.config.study import ReportConfig, StudyConfig, axis_entries
 from xstilts.errors import UserError
 from xstilts.experiments.store import ResultsStore, store_home
 from xstilts.experiments.study import load_study
@@ -54,6 +54,7 @@ def write_study_report(source: Path | str, out_dir: Path | str, *, store_home_di
         study = load_study(source, store_home(store_home_dir))
         store = ResultsStore(study.home, read_only=True)
         frame, report_config, title = load_frame(store, study=study.name), study.config.report, f"Study {study.name}"
+        frame = in_axis_order(frame, study.config)
     else:
         raise UserError(f"{source}: no such study file or store folder")
     if frame.empty:
@@ -63,6 +64,20 @@ def write_study_report(source: Path | str, out_dir: Path | str, *, store_home_di
     with tempfile.TemporaryDirectory(prefix="xstilts-report-") as figures:
         report = build_report(frame, report_config, title=title, figures_dir=Path(figures), meta=meta)
         return write_report(report, Path(out_dir))
+
+
+def in_axis_order(frame: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
+    """Rows ordered by the study's axes as written (tables list arms in order of appearance)."""
+    keys = []
+    for name, axis in config.axes.items():
+        column = axis_column(name)
+        if column in frame:
+            position = {label: i for i, (label, _) in enumerate(axis_entries(name, axis, Path(name)))}
+            keys.append(frame[column].map(position))
+    if not keys:
+        return frame
+    order = pd.concat(keys, axis=1).fillna(-1)
+    return frame.loc[order.sort_values(list(order.columns), kind="stable").index].reset_index(drop=True)
 
 
 def store_frame(store: ResultsStore) -> pd.DataFrame:

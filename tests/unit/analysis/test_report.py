@@ -35,6 +35,8 @@ def write_run(store: ResultsStore, arm: str, seed: int) -> None:
         predictions = ["entailment"] * correct + ["neutral"] * (N - correct)
         write_records(records_path(store.runs_dir / run / "predictions", "xnli", "test", language), examples, predictions)
         rows.append(ResultRow(run, "target", "xnli", language, "test", "accuracy", 100.0 * correct / N))
+        # checkpoint averaging (target.selection.average_last): one example better everywhere
+        rows.append(ResultRow(run, "target-average", "xnli", language, "test", "accuracy", 100.0 * (correct + 1) / N))
     store.complete_run(run, rows, [])
 
 
@@ -91,6 +93,13 @@ def test_a_store_report_has_the_stores_numbers(store, tmp_path, monkeypatch):
     column = {name: i for i, name in enumerate(languages["columns"])}
     none = next(row for row in languages["rows"] if row[column["arm"]] == "none")
     assert none[column["de"]] == pytest.approx(sum(100.0 * (24 + s) / N for s in range(5)) / 5)
+
+    selection = table(report, "selection")
+    column = {name: i for i, name in enumerate(selection["columns"])}
+    row = next(row for row in selection["rows"] if row[column["arm"]] == "none")
+    english_dev = sum(100.0 * (accuracy_for("none", s, "de") + accuracy_for("none", s, "fr")) / (2 * N) for s in range(5)) / 5
+    assert row[column["English dev (zero-shot proper)"]] == pytest.approx(english_dev)
+    assert row[column["checkpoint average"]] == pytest.approx(english_dev + 100.0 / N)
 
     html = (out / "index.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == len(list((out / "figures").iterdir())) >= 2
