@@ -5,11 +5,20 @@ import sys
 from xstilts.cli import main
 
 
-def cli(monkeypatch, capsys, *args) -> str:
-    """Run `xstilts ARGS`; assert it succeeded and return what it printed on stdout."""
+def run(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run `xstilts ARGS`; return (exit code, stdout, stderr)."""
     monkeypatch.setattr(sys, "argv", ["xstilts", *map(str, args)])
+    code = 0
     try:
         main()
     except SystemExit as exit_:
-        assert exit_.code in (0, None), capsys.readouterr().err
-    return capsys.readouterr().out
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def cli(monkeypatch, capsys, *args) -> str:
+    """Run `xstilts ARGS`; assert it succeeded and return what it printed on stdout."""
+    code, out, err = run(monkeypatch, capsys, *args)
+    assert code == 0, err
+    return out

@@ -6,7 +6,6 @@ zero-shot mean, computed here straight from the store's rows."""
 from __future__ import annotations
 
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 from statistics import fmean
@@ -14,7 +13,7 @@ from statistics import fmean
 import pytest
 import yaml
 
-from xstilts.cli import main
+from clitools import run as xstilts
 from xstilts.experiments.store import COMPLETED, ResultsStore
 
 pytestmark = pytest.mark.slow
@@ -33,18 +32,6 @@ SMALL_QUICKSTART = {
     "pretrain": {"steps": 60, "batch_size": 32},
 }
 SEEDS = [0, 1]
-
-
-def xstilts(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run `xstilts ARGS` in this process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["xstilts", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def shrunken_study(folder: Path, name: str, arms: list[str] | None = None, targets: list[str] | None = None) -> Path:

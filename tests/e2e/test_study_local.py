@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 
+from clitools import run as study_cli
 from fixtures_nli import write_fixture
-from xstilts.cli import main
 from xstilts.experiments.executors import available_cores, worker_environments
 from xstilts.experiments.store import COMPLETED, INTERRUPTED, ResultsStore
 from xstilts.experiments.study import PHASE2, RUN, load_study
@@ -48,18 +48,6 @@ def write_study(folder: Path, name: str, fixture: dict, model: Path, axes: dict)
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     return path
-
-
-def study_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run `xstilts ARGS` in this process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["xstilts", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def target_rows(store: ResultsStore, study: str) -> dict[tuple, float]:

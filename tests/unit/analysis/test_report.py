@@ -4,11 +4,10 @@ computed the way the notes say, and every output file is there."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from xstilts.cli import main
+from clitools import run
 from xstilts.evaluation.records import records_path, write_records
 from xstilts.experiments.store import ResultsStore
 from xstilts.results import ResultRow
@@ -49,24 +48,15 @@ def store(tmp_path) -> ResultsStore:
     return store
 
 
-def run_cli(monkeypatch, *args) -> int:
-    monkeypatch.setattr(sys, "argv", ["xstilts", *map(str, args)])
-    try:
-        main()
-    except SystemExit as exit_:
-        return exit_.code or 0
-    return 0
-
-
 def table(report: dict, name_prefix: str) -> dict:
     tables = [t for section in report["sections"] for t in section["tables"] if t["name"].startswith(name_prefix)]
     assert len(tables) == 1, [t["name"] for s in report["sections"] for t in s["tables"]]
     return tables[0]
 
 
-def test_a_store_report_has_the_stores_numbers(store, tmp_path, monkeypatch):
+def test_a_store_report_has_the_stores_numbers(store, tmp_path, monkeypatch, capsys):
     out = tmp_path / "report"
-    assert run_cli(monkeypatch, "report", store.home, "-o", out) == 0
+    assert run(monkeypatch, capsys, "report", store.home, "-o", out)[0] == 0
     assert {p.name for p in out.iterdir()} >= {"index.html", "report.md", "report.tex", "report.json", "figures"}
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
 
@@ -107,6 +97,6 @@ def test_a_store_report_has_the_stores_numbers(store, tmp_path, monkeypatch):
 
 def test_an_empty_store_is_one_clear_error(tmp_path, monkeypatch, capsys):
     ResultsStore(tmp_path / "empty").runs()
-    assert run_cli(monkeypatch, "report", tmp_path / "empty", "-o", tmp_path / "out") == 2
-    assert "no completed runs to report on" in capsys.readouterr().err
+    code, _, err = run(monkeypatch, capsys, "report", tmp_path / "empty", "-o", tmp_path / "out")
+    assert code == 2 and "no completed runs to report on" in err
     assert not (tmp_path / "out").exists()

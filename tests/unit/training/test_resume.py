@@ -11,34 +11,15 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
+from tiny_training import CPU, HIDDEN, REGISTRY, WORDS, pair_examples
 from xstilts.config.schema import MixtureConfig, Precision, TrainConfig
 from xstilts.errors import UserError
 from xstilts.evaluation.predict import EvalSplit
 from xstilts.formats.base import get_format
 from xstilts.models.multitask import MultiTaskModel
-from xstilts.models.tiny import train_wordpiece_tokenizer
-from xstilts.tasks.registry import load_registry
 from xstilts.training import loop, resume
 from xstilts.training.loop import TrainTask, train_model
 from xstilts.training.resume import Checkpointing, Interrupted, StopSignals, latest_state, saved_step
-
-REGISTRY = load_registry()
-WORDS = "the cat dog sat on under a mat house tree big small red paris where is it".split()
-CPU = torch.device("cpu")
-HIDDEN = 16
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_wordpiece_tokenizer([" ".join(WORDS)] * 20, vocab_size=120)
-
-
-def pair_examples(n: int, offset: int = 0) -> list[dict]:
-    labels = REGISTRY.get("xnli").labels
-    return [
-        {"id": str(i), "text_a": " ".join(WORDS[i % 7 : i % 7 + 4]), "text_b": WORDS[(i + offset) % len(WORDS)], "label": labels[i % 3]}
-        for i in range(n)
-    ]
 
 
 def choice_examples(n: int, offset: int = 0) -> list[dict]:

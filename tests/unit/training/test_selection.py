@@ -12,22 +12,17 @@ from pydantic import ValidationError
 from torch import nn
 from transformers import BertConfig, BertModel
 
+from tiny_training import CPU, REGISTRY, pair_examples
 from xstilts.config.schema import MixtureConfig, Precision, SelectionConfig, TargetConfig, TrainConfig
 from xstilts.errors import UserError
 from xstilts.evaluation.predict import EvalSplit
 from xstilts.formats.base import get_format
 from xstilts.models.multitask import MultiTaskModel
-from xstilts.models.tiny import train_wordpiece_tokenizer
-from xstilts.tasks.registry import load_registry
 from xstilts.training.loop import TrainTask, train_model
 from xstilts.training.resume import Checkpointing, Interrupted
 from xstilts.training.selection import (
     MANIFEST, EpochSnapshots, average_state_dicts, averaged_epochs, kept_epochs, mean_tensor, oracle_epochs,
 )
-
-REGISTRY = load_registry()
-WORDS = "the cat dog sat on under a mat house tree big small red paris where is it".split()
-CPU = torch.device("cpu")
 
 
 # --- the average -------------------------------------------------------------------------------
@@ -145,18 +140,6 @@ def test_kept_snapshots_outlive_the_evaluation(tmp_path):
 
 
 # --- training with snapshots ------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_wordpiece_tokenizer([" ".join(WORDS)] * 20, vocab_size=120)
-
-
-def pair_examples(n: int, offset: int = 0) -> list[dict]:
-    labels = REGISTRY.get("xnli").labels
-    return [
-        {"id": str(i), "text_a": " ".join(WORDS[i % 7 : i % 7 + 4]), "text_b": WORDS[(i + offset) % len(WORDS)], "label": labels[i % 3]}
-        for i in range(n)
-    ]
 
 
 def xnli_task(tokenizer) -> TrainTask:
