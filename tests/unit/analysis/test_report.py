@@ -100,3 +100,22 @@ def test_an_empty_store_is_one_clear_error(tmp_path, monkeypatch, capsys):
     code, _, err = run(monkeypatch, capsys, "report", tmp_path / "empty", "-o", tmp_path / "out")
     assert code == 2 and "no completed runs to report on" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_published_numbers_stand_beside_the_baseline_and_the_best_arm(store, tmp_path):
+    from xstilts.analysis.report import build_report, store_frame
+    from xstilts.config.study import ReportConfig
+
+    config = ReportConfig(arm_axis="arm", baseline="none", reference="xstilts")
+    report = build_report(store_frame(store), config, title="t", figures_dir=tmp_path, meta={})
+    [section] = [s for s in report.sections if s.title == "Published reference numbers"]
+    [reference] = section.tables
+    column = {name: i for i, name in enumerate(reference.columns)}
+    rows = {(row[column["arm"]], row[column["task"]]): row for row in reference.rows}
+    for arm, published in (("none", 79.2), ("best arm", 80.4)):  # XLM-R Large / X-STILTs XNLI test accuracy
+        scored = "mnli" if arm == "best arm" else "none"
+        ours = sum(100.0 * sum(accuracy_for(scored, s, lang) for lang in LANGUAGES) / (3 * N) for s in range(5)) / 5
+        row = rows[(arm, "xnli")]
+        assert (row[column["ours"]], row[column["published"]]) == (pytest.approx(ours), published)
+        assert row[column["ours - published"]] == pytest.approx(ours - published)
+    assert rows[("none", "panx")][column["ours"]] is None  # a task we did not run stays blank
