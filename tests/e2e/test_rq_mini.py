@@ -57,14 +57,14 @@ def task_score(metrics: dict[str, float]) -> float:
     return metrics["f1"] if "f1" in metrics else metrics["accuracy"]
 
 
-def store_cells(store: ResultsStore, study: str) -> dict[tuple[str, str], float]:
+def store_cells(store: ResultsStore, study: str, phase: str = "target") -> dict[tuple[str, str], float]:
     """(arm, target) -> mean over seeds of each run's mean test score over the languages but
     English, from the stored rows of the study's completed target runs."""
     per_run: dict[tuple[str, str, str], float] = {}
     for entry in store.runs(study=study):
         metrics: dict[str, dict[str, float]] = defaultdict(dict)
         for row in store.results(entry["run"]):
-            if row.phase == "target" and row.split == "test" and row.language != "en":  # not "test/<subset>"
+            if row.phase == phase and row.split == "test" and row.language != "en":  # not "test/<subset>"
                 metrics[(row.task, row.language)][row.metric] = row.value
         if not metrics:
             continue  # the prepare and phase-2 runs
@@ -89,6 +89,7 @@ def report_cells(report: dict) -> dict[tuple[str, str], float]:
 
 
 def run_and_report(monkeypatch, capsys, tmp_path: Path, study: Path, store: Path) -> tuple[dict, dict]:
+    """Run the study and its report; return report.json and the store's (arm, target) cells."""
     code, _, err = xstilts(monkeypatch, capsys, "study", "run", study, "--store", store)
     assert code == 0, err
     out = tmp_path / f"report-{study.stem}"
@@ -97,7 +98,7 @@ def run_and_report(monkeypatch, capsys, tmp_path: Path, study: Path, store: Path
     assert {"index.html", "report.md", "report.tex", "report.json"} <= {path.name for path in out.iterdir()}
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     name = yaml.safe_load(study.read_text(encoding="utf-8"))["name"]
-    return report_cells(report), store_cells(ResultsStore(store), name)
+    return report, store_cells(ResultsStore(store), name)
 
 
 @pytest.fixture(scope="module")
@@ -108,20 +109,34 @@ def store(tmp_path_factory) -> Path:
 
 def test_mini_morphology_study_report_equals_the_store(monkeypatch, capsys, tmp_path, store):
     study = shrunken_study(tmp_path, "rq-c-morphology-mini")
-    reported, stored = run_and_report(monkeypatch, capsys, tmp_path, study, store)
+    report, stored = run_and_report(monkeypatch, capsys, tmp_path, study, store)
+    reported = report_cells(report)
     expected = {(arm, target) for arm in ("control", "none", "morph") for target in ("synth-pos", "synth-ner")}
     assert set(stored) == expected
     assert set(reported) == expected
     assert len({round(value, 6) for value in stored.values()}) == len(expected)  # the cells tell the arms apart
     for cell, value in stored.items():
         assert reported[cell] == pytest.approx(value, abs=1e-9), cell
+    # The shipped study asks for model selection: the three choices side by side, from the store.
+    tables = [table for section in report["sections"] for table in section["tables"]]
+    [selection] = [table for table in tables if table["name"] == "selection-test"]
+    column = {name: index for index, name in enumerate(selection["columns"])}
+    averaged = store_cells(ResultsStore(store), "rq-c-morphology-mini", phase="target-average")
+    oracle = store_cells(ResultsStore(store), "rq-c-morphology-mini", phase="target-oracle")
+    assert len(selection["rows"]) == len(expected)
+    for row in selection["rows"]:
+        cell = (row[column["arm"]], row[column["target"]])
+        assert row[column["English dev (zero-shot proper)"]] == pytest.approx(stored[cell], abs=1e-9)
+        assert row[column["checkpoint average"]] == pytest.approx(averaged[cell], abs=1e-9)
+        assert row[column["target-dev oracle"]] == pytest.approx(oracle[cell], abs=1e-9)
 
 
 def test_mini_mixtures_study_report_equals_the_store(monkeypatch, capsys, tmp_path, store):
     arms = ["control", "none", "nli", "copa", "nli+copa"]
     # synth-paws also stores its adversarial subset (split test/adversarial), which the table leaves out.
     study = shrunken_study(tmp_path, "rq-d-mixtures-mini", arms=arms, targets=["synth-pos", "synth-paws"])
-    reported, stored = run_and_report(monkeypatch, capsys, tmp_path, study, store)
+    report, stored = run_and_report(monkeypatch, capsys, tmp_path, study, store)
+    reported = report_cells(report)
     assert set(stored) == set(reported) == {(arm, target) for arm in arms for target in ("synth-pos", "synth-paws")}
     assert len({round(value, 6) for value in stored.values()}) > len(arms)  # the cells tell the arms apart
     for cell, value in stored.items():
