@@ -114,26 +114,24 @@ def guarded(build: Callable, frame: pd.DataFrame, config: ReportConfig, figures_
 
 
 def axis_slices(frame: pd.DataFrame, config: ReportConfig) -> list[tuple[str, pd.DataFrame]]:
-    """The frame once, or once per label of each further axis that repeats (arm, target, seed)
-    points, e.g. a model axis beside the arm axis; a size axis stays whole (the size section
-    needs every size, and its arms are the sizes)."""
-    skip = {arm_column(frame, config) if axis_column(config.arm_axis) in frame else None, seed_column(frame, config)}
-    if config.size is not None:
-        skip.add(axis_column(config.size.axis))
-    runs = frame.drop_duplicates("run")
-    extra = []
-    for column in [c for c in frame.columns if c.startswith("axis:") and c not in skip]:
-        per_label = runs.groupby(column)["run"].count()
-        tasks = runs.groupby(column)["task"].nunique() if "task" in runs else per_label
-        repeats_targets = len(per_label) > 1 and not (per_label == tasks).all()
-        if repeats_targets and runs.groupby([c for c in skip if c] + ["task"]).size().max() > 1:
-            extra.append(column)
+    """The frame once, or once per label of the further axes that give one (arm, seed, target)
+    several runs, e.g. a start-model axis beside the arm axis. A size axis is never sliced: the
+    size section needs every size."""
+    target = frame[frame["phase"] == TARGET_PHASE].drop_duplicates("run")
+    key = [column for column in (axis_column(config.arm_axis), seed_column(frame, config)) if column in target] + ["task"]
+    if target.empty or not target.duplicated(key).any():
+        return [("", frame)]
+    kept = set(key) | ({axis_column(config.size.axis)} if config.size else set())
+    extra = [
+        column for column in target.columns
+        if column.startswith("axis:") and column not in kept and (target.groupby(key)[column].nunique() > 1).any()
+    ]
     if not extra:
         return [("", frame)]
     slices = []
     for labels, part in frame.groupby(extra, sort=False, dropna=False):
         labels = labels if isinstance(labels, tuple) else (labels,)
-        text = ", ".join(f"{c.split(':', 1)[1]}={label}" for c, label in zip(extra, labels, strict=True))
+        text = ", ".join(f"{column.split(':', 1)[1]}={label}" for column, label in zip(extra, labels, strict=True))
         slices.append((f" ({text})", part))
     return slices
 

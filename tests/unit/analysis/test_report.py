@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from clitools import run
@@ -119,3 +120,23 @@ def test_published_numbers_stand_beside_the_baseline_and_the_best_arm(store, tmp
         assert (row[column["ours"]], row[column["published"]]) == (pytest.approx(ours), published)
         assert row[column["ours - published"]] == pytest.approx(ours - published)
     assert rows[("none", "panx")][column["ours"]] is None  # a task we did not run stays blank
+
+
+def test_a_further_axis_gets_its_own_sections(store, tmp_path):
+    """Two start models x the arms: each model's arms are compared among themselves, never averaged over models."""
+    from xstilts.analysis.report import axis_slices, build_report, store_frame
+    from xstilts.config.study import ReportConfig
+
+    one = store_frame(store)
+    other = one.assign(run=one["run"] + "-b", value=one["value"] - 5.0)
+    frame = pd.concat([one.assign(**{"axis:model": "a"}), other.assign(**{"axis:model": "b"})], ignore_index=True)
+    config = ReportConfig(arm_axis="arm", baseline="none")
+    assert [label for label, _ in axis_slices(frame, config)] == [" (model=a)", " (model=b)"]
+    assert [label for label, _ in axis_slices(one, config)] == [""]
+    report = build_report(frame, config, title="t", figures_dir=tmp_path, meta={})
+    overviews = {s.title: s.tables[0] for s in report.sections if s.title.startswith("Arms x targets")}
+    assert set(overviews) == {"Arms x targets (model=a)", "Arms x targets (model=b)"}
+    column = overviews["Arms x targets (model=a)"].columns.index("zero-shot")
+    [a_none] = [row for row in overviews["Arms x targets (model=a)"].rows if row[1] == "none"]
+    [b_none] = [row for row in overviews["Arms x targets (model=b)"].rows if row[1] == "none"]
+    assert a_none[column] - b_none[column] == pytest.approx(5.0)
