@@ -90,7 +90,8 @@ def run_means(
     twice = means[means.duplicated(["arm", "task", "seed"], keep=False)]
     if not twice.empty:
         first = twice.iloc[0]
-        runs = ", ".join(twice[(twice["arm"] == first["arm"]) & (twice["task"] == first["task"])]["run"])
+        same = (twice["arm"] == first["arm"]) & (twice["task"] == first["task"]) & (twice["seed"] == first["seed"])
+        runs = ", ".join(twice[same]["run"])
         raise UserError(
             f"arm {first['arm']!r}, target {first['task']!r}, seed {first['seed']!r} has several runs ({runs}): "
             "the study varies another axis; filter the frame to one value of it"

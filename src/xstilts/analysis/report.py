@@ -34,7 +34,7 @@ from xstilts.analysis.render import write_report
 from xstilts.config.study import ReportConfig, StudyConfig, axis_entries
 from xstilts.errors import UserError
 from xstilts.experiments.store import ResultsStore, store_home
-from xstilts.experiments.study import load_study
+from xstilts.experiments.study import Study, load_study
 
 STORE_ARM = "arm"  # a store without a study: runs are grouped into arms by their intermediate tasks
 
@@ -54,6 +54,7 @@ def write_study_report(source: Path | str, out_dir: Path | str, *, store_home_di
         study = load_study(source, store_home(store_home_dir))
         store = ResultsStore(study.home, read_only=True)
         frame, report_config, title = load_frame(store, study=study.name), study.config.report, f"Study {study.name}"
+        frame, older = current_nodes(frame, study)
         frame = in_axis_order(frame, study.config)
     else:
         raise UserError(f"{source}: no such study file or store folder")
@@ -61,9 +62,18 @@ def write_study_report(source: Path | str, out_dir: Path | str, *, store_home_di
         raise UserError(f"{source}: no completed runs to report on in the store {store.home} (run the study first)")
     meta = {"source": str(source), "store": str(store.home), "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "xstilts": __version__, "runs": str(frame["run"].nunique())}
+    if source.is_file() and older:
+        meta["left out"] = f"{older} runs of an earlier version of the study (other configs under the same name)"
     with tempfile.TemporaryDirectory(prefix="xstilts-report-") as figures:
         report = build_report(frame, report_config, title=title, figures_dir=Path(figures), meta=meta)
         return write_report(report, Path(out_dir))
+
+
+def current_nodes(frame: pd.DataFrame, study: Study) -> tuple[pd.DataFrame, int]:
+    """The rows of the runs of the study's nodes as the file defines them now, and how many runs
+    were left out: after the study file changes, its older runs stay in the store under its name."""
+    kept = frame["node"].isin(set(study.nodes))
+    return frame[kept].reset_index(drop=True), frame.loc[~kept, "run"].nunique()
 
 
 def in_axis_order(frame: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:

@@ -140,3 +140,16 @@ def test_a_further_axis_gets_its_own_sections(store, tmp_path):
     [a_none] = [row for row in overviews["Arms x targets (model=a)"].rows if row[1] == "none"]
     [b_none] = [row for row in overviews["Arms x targets (model=b)"].rows if row[1] == "none"]
     assert a_none[column] - b_none[column] == pytest.approx(5.0)
+
+
+def test_runs_of_an_earlier_version_of_a_study_are_left_out():
+    """After a study file changes, its older runs stay in the store under the study's name; the
+    report reads only the runs of the nodes the file defines now."""
+    from types import SimpleNamespace
+
+    from xstilts.analysis.report import current_nodes
+
+    frame = pd.DataFrame({"run": ["old-1", "old-1", "new-1", "new-2", "p2"], "node": ["run-a", "run-a", "run-b", "run-c", "phase2-x"]})
+    study = SimpleNamespace(nodes={"run-b": None, "run-c": None, "phase2-x": None})
+    kept, older = current_nodes(frame, study)
+    assert (kept["run"].tolist(), older) == (["new-1", "new-2", "p2"], 1)
