@@ -21,7 +21,8 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "training"))
 from clitools import cli  # noqa: E402
-from test_loop import WORDS, build_model, train_task  # noqa: E402  (the loop tests' tiny BERT and data)
+from test_loop import build_model, train_task  # noqa: E402  (the loop tests' tiny BERT and data)
+from tiny_training import WORDS  # noqa: E402
 
 from xstilts.config.schema import MixtureConfig, Precision, TrainConfig  # noqa: E402
 from xstilts.experiments.store import ResultsStore  # noqa: E402

@@ -14,7 +14,8 @@ from xstilts.training.distributed import check_batch_size, shard
 from xstilts.training.loop import micro_batch_loss
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_loop import BUILDERS, CPU, build_model, tokenizer, train_task  # noqa: E402, F401  (the loop tests' tiny model and data)
+from test_loop import BUILDERS, build_model, train_task  # noqa: E402  (the loop tests' tiny model and data)
+from tiny_training import CPU  # noqa: E402
 
 
 def examples_of(task, count: int, seed: int = 0) -> list[list[dict]]:
