@@ -148,7 +148,7 @@ def axis_slices(frame: pd.DataFrame, config: ReportConfig) -> list[tuple[str, pd
 
 def overview_section(frame: pd.DataFrame, config: ReportConfig, figures_dir: Path) -> Section:
     table = arm_target_table(frame, config)
-    add_flags(table, frame, config, arm_position=1, task_position=0)
+    add_flags(table, frame, config, arm_position=1, task=0)
     figures = []
     versus = "baseline" if config.baseline else "control" if config.control else None
     if versus:
@@ -163,14 +163,15 @@ def overview_section(frame: pd.DataFrame, config: ReportConfig, figures_dir: Pat
     return Section(title=SECTION_TITLES["overview_section"], text=text, tables=[table], figures=figures)
 
 
-def add_flags(table: Table, frame: pd.DataFrame, config: ReportConfig, *, arm_position: int, task_position: int) -> None:
-    """Mark each (arm, target) row whose runs are not true zero-shot, and explain the marks."""
+def add_flags(table: Table, frame: pd.DataFrame, config: ReportConfig, *, arm_position: int, task: int | str) -> None:
+    """Mark each (arm, target) row whose runs are not true zero-shot, and explain the marks.
+    `task` is the position of the row's target cell, or the target itself for a one-task table."""
     arm = arm_column(frame, config)
     target = frame[frame["phase"] == TARGET_PHASE]
     unions = flag_union(target, [arm, "task"]) if not target.empty else {}
     seen: set[str] = set()
     for index, row in enumerate(table.rows):
-        flags = unions.get((row[arm_position], row[task_position]), [])
+        flags = unions.get((row[arm_position], row[task] if isinstance(task, int) else task), [])
         if flags:
             table.flags[index] = flags
             seen.update(flags)
@@ -183,6 +184,7 @@ def language_section(frame: pd.DataFrame, config: ReportConfig, figures_dir: Pat
     prop = config.group_by[0] if config.group_by else "morphology"
     for task in target_tasks(frame):
         tables.append(language_table(frame, config, task, groups=groups))
+        add_flags(tables[-1], frame, config, arm_position=0, task=task)
         means = language_means(frame, config, task)
         values = {arm: {lang: float(v) for lang, v in row.items() if pd.notna(v)} for arm, row in means.iterrows()}
         language_groups = {lang: language_property(lang, prop, groups) for lang in means.columns}
