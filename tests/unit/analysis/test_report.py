@@ -153,3 +153,24 @@ def test_runs_of_an_earlier_version_of_a_study_are_left_out():
     study = SimpleNamespace(nodes={"run-b": None, "run-c": None, "phase2-x": None})
     kept, older = current_nodes(frame, study)
     assert (kept["run"].tolist(), older) == (["new-1", "new-2", "p2"], 1)
+
+
+def test_rows_that_are_not_zero_shot_are_flagged_in_every_table(tmp_path):
+    """An arm whose intermediate task trained on German is not zero-shot on German: its rows carry
+    the flag in the arms x targets table and in the per-language table, with the legend."""
+    from xstilts.analysis.report import build_report, store_frame
+    from xstilts.config.study import ReportConfig
+
+    store = ResultsStore(tmp_path / "store")
+    for seed in (0, 1):
+        for arm in ("none", "mnli"):
+            write_run(store, arm, seed)
+    frame = store_frame(store)
+    frame.loc[frame["run"].str.startswith("r-mnli"), "intermediate_languages"] = "de"
+    report = build_report(frame, ReportConfig(arm_axis="arm", baseline="none"), title="t", figures_dir=tmp_path, meta={})
+    tables = {t.name: t for s in report.sections for t in s.tables}
+    for name, arm_position in (("arms-target-test", 1), ("languages-xnli-target-test", 0)):
+        table = tables[name]
+        flagged = {table.rows[i][arm_position] for i in table.flags}
+        assert flagged == {"mnli"}, name
+        assert any(note.startswith("intermediate-language") for note in table.notes), table.notes
