@@ -24,9 +24,9 @@ from xstilts.analysis.flags import flag_legend, flag_union, row_flags
 from xstilts.analysis.frame import axis_column, load_frame, primary
 from xstilts.analysis.groups import language_property, load_language_groups
 from xstilts.analysis.mixtures import arm_scores, complementarity_table, pairwise_gain_tables
-from xstilts.analysis.model import Figure, Report, Section, Table
+from xstilts.analysis.model import Report, Section, Table
 from xstilts.analysis.pivots import (
-    SELECTION_PHASES, TARGET_PHASE, arm_column, arm_order, arm_target_table, benchmark_table, delta_matrix,
+    SELECTION_PHASES, TARGET_PHASE, arm_column, arm_target_table, benchmark_table, delta_matrix,
     example_comparison_table, language_means, language_table, run_means, seed_column, selection_table,
 )
 from xstilts.analysis.reference import get_reference, reference_table
