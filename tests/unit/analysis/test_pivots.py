@@ -8,7 +8,6 @@ So none's xnli zero-shot means are 58, 61, 64 (mean 61, sd 3) and nli's 59, 63, 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
