@@ -56,8 +56,43 @@ class Pooling(str, Enum):
     CLS = "cls"
 
 
+class ModelMode(str, Enum):
+    """How a start model is used: an encoder with xstilts' heads (encoder-decoder models: their
+    encoder stack), or a text-to-text model that reads and writes text for every task."""
+
+    ENCODER = "encoder"
+    TEXT_TO_TEXT = "text_to_text"
+
+
+class Scoring(str, Enum):
+    """How a text-to-text model answers classification and multiple choice: the label string or
+    option with the highest sequence log-likelihood (rank classification), or free generation
+    scored by exact match (an output that matches no label is wrong)."""
+
+    RANK = "rank"
+    GENERATE = "generate"
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class TextToTextConfig(Strict):
+    """Text-to-text mode (`mode: text_to_text`): how examples become text and outputs predictions.
+
+    `prompt` changes the training data (it is in every checkpoint key); the other settings
+    change only how outputs are read (evaluation).
+    """
+
+    prompt: str | None = Field(
+        None, description="name of an instruction template in each task's `prompts` (FLAN-style); "
+        "unset: the mT5 rendering (task prefix, field names, English label words)"
+    )
+    scoring: Scoring = Field(Scoring.RANK, description="classification and multiple choice: rank the options or generate")
+    num_beams: PositiveInt = Field(1, description="beams of generation (1: greedy)")
+    max_new_tokens: PositiveInt | None = Field(
+        None, description="longest generated output in tokens (default: the task's max_target_length)"
+    )
 
 
 class TrainConfig(Strict):
@@ -210,6 +245,19 @@ class TargetConfig(Strict):
     eval_splits: list[str] | None = Field(None, description="splits to score (default: the task's dev and test splits)")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    auxiliary: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="task -> share of training examples drawn from it, mixed into target training (e.g. a little "
+        "multilingual span corruption against accidental translation); the target gets the rest",
+    )
+
+    @model_validator(mode="after")
+    def _auxiliary_shares(self) -> TargetConfig:
+        if self.task in self.auxiliary:
+            raise ValueError("target.auxiliary names the target task itself")
+        if sum(self.auxiliary.values()) >= 1.0:
+            raise ValueError(f"target.auxiliary shares must sum to less than 1 (got {sum(self.auxiliary.values())})")
+        return self
 
 
 class ExperimentConfig(Strict):
@@ -224,6 +272,8 @@ class ExperimentConfig(Strict):
     task_specs: list[Path] = Field(default_factory=list, description="extra task spec YAML files")
     intermediate: IntermediateConfig | None = None
     target: TargetConfig
+    mode: ModelMode = Field(ModelMode.ENCODER, description="encoder (with xstilts' heads) or text_to_text")
+    text_to_text: TextToTextConfig = Field(default_factory=TextToTextConfig)
     device: Device = Device.AUTO
     precision: Precision = Precision.FP32
     checkpoint_every: PositiveInt | None = Field(
@@ -251,6 +301,8 @@ class EvalConfig(Strict):
     batch_size: PositiveInt = 64
     max_length: PositiveInt | None = Field(None, description="tokens per input (default: the checkpoint's training max_length, else 128)")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    mode: ModelMode | None = Field(None, description="encoder or text_to_text (default: the checkpoint's mode, else encoder)")
+    text_to_text: TextToTextConfig = Field(default_factory=TextToTextConfig)
     device: Device = Device.AUTO
     precision: Precision = Precision.FP32
 

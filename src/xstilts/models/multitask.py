@@ -10,10 +10,17 @@ from transformers import PreTrainedModel
 class MultiTaskModel(nn.Module):
     """`encoder` produces token states; `heads[name]` maps them to a task's outputs."""
 
+    is_text_to_text = False
+
     def __init__(self, encoder: PreTrainedModel, heads: dict[str, nn.Module] | None = None):
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleDict(heads or {})
+
+    @property
+    def backbone(self) -> PreTrainedModel:
+        """The transformers model a checkpoint saves (save_pretrained) and loads."""
+        return self.encoder
 
     @property
     def hidden_size(self) -> int:

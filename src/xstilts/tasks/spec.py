@@ -20,6 +20,8 @@ class Format(str, Enum):
     TAGGING = "tagging"
     RETRIEVAL = "retrieval"
     MLM = "mlm"
+    # T5's pretraining objective (text-to-text mode only): noise spans -> sentinels, predict them.
+    SPAN_CORRUPTION = "span_corruption"
 
 
 class Metric(str, Enum):
