@@ -16,7 +16,9 @@ def collate(features: list[Feature], tokenizer: PreTrainedTokenizerBase, device:
     """Pad a list of features to the longest one (dynamic padding keeps CPU steps short)."""
     model_inputs = [{key: f[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in f} for f in features]
     batch = tokenizer.pad(model_inputs, return_tensors="pt")
-    if "labels" in features[0]:
+    if "target_ids" in features[0]:  # text-to-text: the target tokens, right-padded with -100 (ignored)
+        batch["labels"] = pad_targets([f["target_ids"] for f in features])
+    elif "labels" in features[0]:
         batch["labels"] = collate_labels(features, batch["input_ids"].shape[1], tokenizer.padding_side)
     return {key: value.to(device) for key, value in batch.items() if key in TENSOR_KEYS}
 
@@ -38,6 +40,13 @@ def collate_labels(features: list[Feature], length: int, padding_side: str) -> t
         return torch.tensor(labels)
     pads = [[-100] * (length - len(row)) for row in labels]
     return torch.tensor([pad + row if padding_side == "left" else row + pad for row, pad in zip(labels, pads)])
+
+
+def pad_targets(targets: list[list[int]]) -> torch.Tensor:
+    """Target token ids of a text-to-text batch as one tensor, right-padded with -100: the loss
+    skips the padding, and transformers' T5 turns -100 into the pad id for the decoder inputs."""
+    longest = max(len(target) for target in targets)
+    return torch.tensor([target + [-100] * (longest - len(target)) for target in targets])
 
 
 def batches_in_order(features: list[Feature], batch_size: int) -> Iterator[list[Feature]]:
