@@ -25,6 +25,7 @@ from xstilts.analysis.frame import axis_column, load_frame, primary
 from xstilts.analysis.groups import language_property, load_language_groups
 from xstilts.analysis.mixtures import arm_scores, complementarity_table, pairwise_gain_tables
 from xstilts.analysis.model import Report, Section, Table
+from xstilts.analysis.outputs import SECTION_TEXT, outputs_tables
 from xstilts.analysis.pivots import (
     SELECTION_PHASES, TARGET_PHASE, arm_column, arm_target_table, benchmark_table, delta_matrix,
     example_comparison_table, language_means, language_table, run_means, seed_column, selection_table,
@@ -102,7 +103,7 @@ def build_report(frame: pd.DataFrame, config: ReportConfig, *, title: str, figur
     """Every section the frame and the report config allow, in reading order."""
     frame = row_flags(frame)
     builders: list[Callable[[pd.DataFrame, ReportConfig, Path], Section]] = [
-        overview_section, language_section, benchmark_section, subset_section, example_section,
+        overview_section, language_section, outputs_section, benchmark_section, subset_section, example_section,
         selection_section, mixture_section, size_section, reference_section,
     ]
     report = Report(title=title, meta=meta)
@@ -191,6 +192,14 @@ def language_section(frame: pd.DataFrame, config: ReportConfig, figures_dir: Pat
         figures.append(plots.language_bars(values, language_groups, figure_path(figures_dir, f"languages-{task}"),
                                            f"{task}: per language, mean over seeds (grouped by {prop})"))
     return Section(title=SECTION_TITLES["language_section"], tables=tables, figures=figures)
+
+
+def outputs_section(frame: pd.DataFrame, config: ReportConfig, figures_dir: Path) -> Section | None:
+    """Text-to-text runs' output diagnostics (analysis/outputs.py); none when no run stored any."""
+    tables = outputs_tables(frame, config)
+    for task, table in tables.items():
+        add_flags(table, frame, config, arm_position=0, task=task)
+    return Section(title=SECTION_TITLES["outputs_section"], text=[SECTION_TEXT], tables=list(tables.values())) if tables else None
 
 
 def benchmark_section(frame: pd.DataFrame, config: ReportConfig, figures_dir: Path) -> Section | None:
@@ -301,6 +310,7 @@ def figure_path(folder: Path, name: str) -> Path:
 SECTION_TITLES = {
     "overview_section": "Arms x targets",
     "language_section": "Per language",
+    "outputs_section": "Text-to-text outputs",
     "benchmark_section": "Benchmark averages",
     "subset_section": "Subsets",
     "example_section": "Paired per-example tests",
