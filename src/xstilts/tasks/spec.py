@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import string
 from enum import Enum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, ValidationError, model_validator
 
-from xstilts.errors import UserError
+from xstilts.errors import UserError, did_you_mean
 
 
 class Format(str, Enum):
@@ -120,6 +121,50 @@ class Subset(BaseModel):
         return self
 
 
+# Text-to-text mode only (formats/text_rendering.py): how examples become input/target text.
+# Kept out of encoder-mode checkpoint keys, since an encoder with heads never reads them.
+TEXT_TO_TEXT_FIELDS = frozenset({"prompts", "label_words", "text_prefix", "max_target_length"})
+
+# The `{field}` placeholders a prompt's input template may use, per format: the example's
+# fields, plus `options` (classification: the label words joined by ", "; multiple choice: the
+# numbered choices; tagging: the tag words joined by " ") and, for tagging, `tokens` (the words).
+PROMPT_INPUT_FIELDS: dict[Format, frozenset[str]] = {
+    Format.PAIR_CLASSIFICATION: frozenset({"text_a", "text_b", "options"}),
+    Format.SINGLE_CLASSIFICATION: frozenset({"text_a", "options"}),
+    Format.MULTIPLE_CHOICE: frozenset({"context", "question", "options"}),
+    Format.SPAN_QA: frozenset({"question", "context"}),
+    Format.TAGGING: frozenset({"tokens", "options"}),
+}
+# The one placeholder a prompt's target template holds: the default target text (a label word,
+# the correct choice's text, the answer, the tag sequence). Nothing else may vary, so that an
+# output can be read back by stripping the template's fixed text.
+PROMPT_TARGET_FIELD: dict[Format, str] = {
+    Format.PAIR_CLASSIFICATION: "label",
+    Format.SINGLE_CLASSIFICATION: "label",
+    Format.MULTIPLE_CHOICE: "answer",
+    Format.SPAN_QA: "answer",
+    Format.TAGGING: "tags",
+}
+
+
+def template_fields(template: str) -> list[str]:
+    """The `{name}` placeholders of a template, in order (`{{` and `}}` are literal braces).
+
+    Raises:
+        ValueError: on an unbalanced brace.
+    """
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+class Prompt(BaseModel):
+    """A FLAN-style instruction template of one task: `input` (and optionally `target`) with
+    `{field}` placeholders (see PROMPT_INPUT_FIELDS, PROMPT_TARGET_FIELD)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    input: str
+    target: str | None = None
+
+
 class TaskSpec(BaseModel):
     """Everything xstilts knows about one task. Language is a field, never a name suffix."""
 
@@ -145,6 +190,13 @@ class TaskSpec(BaseModel):
     # and failure_rate = 100 - exact_match rows for behavioural test suites (MultiCheckList).
     subsets: dict[str, Subset] = Field(default_factory=dict)
     failure_rate: bool = False
+    # Text-to-text mode only (TEXT_TO_TEXT_FIELDS): named instruction templates, English words
+    # for labels that are not words (PAWS "1" -> "yes"), the mT5 task prefix (default: the head
+    # name, so tasks sharing a head share it) and the longest target in tokens (default per format).
+    prompts: dict[str, Prompt] = Field(default_factory=dict)
+    label_words: dict[str, str] = Field(default_factory=dict)
+    text_prefix: str | None = None
+    max_target_length: PositiveInt | None = None
     _source: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -173,7 +225,48 @@ class TaskSpec(BaseModel):
                 raise ValueError(f"subset {name!r}: splits {subset.splits} are not all in splits {self.splits}")
         if self.failure_rate and self.metric not in (Metric.SQUAD_EM_F1, Metric.MLQA_EM_F1):
             raise ValueError("failure_rate (100 - exact_match) needs an exact-match metric (squad_em_f1, mlqa_em_f1)")
+        self._check_label_words()
+        for name, prompt in self.prompts.items():
+            self._check_prompt(name, prompt)
         return self
+
+    def _check_label_words(self) -> None:
+        if not self.label_words:
+            return
+        if self.format not in (Format.PAIR_CLASSIFICATION, Format.SINGLE_CLASSIFICATION, Format.TAGGING):
+            raise ValueError(f"label_words: format {self.format.value} has no labels to put into words")
+        if self.labels_file is not None:
+            raise ValueError("label_words cannot cover labels read from labels_file")
+        missing, extra = set(self.labels) - set(self.label_words), set(self.label_words) - set(self.labels)
+        if missing or extra:
+            raise ValueError(f"label_words must cover exactly the labels: missing {sorted(missing)}, not labels {sorted(extra)}")
+        words = list(self.label_words.values())
+        if len(set(words)) != len(words) or not all(word.strip() == word and word for word in words):
+            raise ValueError("label_words must be distinct, non-empty and without surrounding spaces")
+        if self.format is Format.TAGGING and any(len(word.split()) != 1 for word in words):
+            raise ValueError("label_words of a tagging task must be single words (a tag sequence is split on spaces)")
+
+    def _check_prompt(self, name: str, prompt: Prompt) -> None:
+        """An unknown placeholder is an error naming the task and the prompt."""
+        where = f"task {self.name!r}, prompt {name!r}"
+        if self.format not in PROMPT_INPUT_FIELDS:
+            raise ValueError(f"{where}: format {self.format.value} has no text-to-text prompts")
+        checks = [("input", prompt.input, PROMPT_INPUT_FIELDS[self.format])]
+        if prompt.target is not None:
+            checks.append(("target", prompt.target, frozenset({PROMPT_TARGET_FIELD[self.format]})))
+        for part, template, known in checks:
+            try:
+                fields = template_fields(template)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {part} template: {exc}") from None
+            for field in fields:
+                if field not in known:
+                    raise ValueError(
+                        f"{where}: unknown placeholder {{{field}}} in the {part} template"
+                        f"{did_you_mean(field, sorted(known))}; known: {', '.join(sorted(known))}"
+                    )
+        if prompt.target is not None and template_fields(prompt.target) != [PROMPT_TARGET_FIELD[self.format]]:
+            raise ValueError(f"{where}: the target template must hold {{{PROMPT_TARGET_FIELD[self.format]}}} exactly once")
 
     @property
     def origin(self) -> str:
@@ -212,6 +305,15 @@ class TaskSpec(BaseModel):
             raise UserError(f"{path}: labels of task {self.name!r}: {exc.errors()[0]['msg']}") from None
         resolved._source = self._source
         return resolved
+
+    @property
+    def task_prefix(self) -> str:
+        """The mT5-style task prefix of text-to-text inputs: `text_prefix`, else the head name."""
+        return self.text_prefix if self.text_prefix is not None else self.head_name
+
+    def label_word(self, label: str) -> str:
+        """The text a label is written as in text-to-text mode (the label itself by default)."""
+        return self.label_words.get(label, label)
 
     @property
     def head_name(self) -> str:
