@@ -23,14 +23,15 @@ from xstilts.errors import UserError
 
 # Metric name -> what its percentage counts, in the order tables list them.
 DIAGNOSTICS = {
-    "wrong_script": "QA: generated answers written mostly in another script than their context (zero-shot mT5 "
-    "answering in English instead of the question's language, 'accidental translation', shows here)",
-    "not_in_context": "QA: generated answers that occur nowhere in their context (a span head cannot do this; "
-    "translated or invented answers can)",
-    "invalid_outputs": "classification and multiple choice scored by generation: outputs that match no label "
-    "or option (counted wrong)",
-    "unaligned_words": "tagging: words whose generated tag could not be aligned back to them (given a catch-all "
-    "wrong tag)",
+    "wrong_script": "QA: non-empty generated answers mostly in a script their context barely uses (zero-shot mT5 "
+    "answering in English instead of the context's language, 'accidental translation', shows here; an answer "
+    "copied from the context never counts)",
+    "not_in_context": "QA: non-empty generated answers that are not a substring of their context (a span head "
+    "cannot do this; translated or rewritten answers can)",
+    "invalid_outputs": "classification and multiple choice with scoring: generate: outputs that match no label "
+    "word or option (counted wrong; rank scoring always picks one)",
+    "unaligned_words": "tagging: words whose generated tag could not be aligned back to them (too few tags, an "
+    "unknown tag), given a catch-all wrong tag",
 }
 
 
