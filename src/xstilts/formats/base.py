@@ -16,6 +16,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from xstilts.data.io import Example
+from xstilts.config.schema import TextToTextConfig
 from xstilts.errors import UserError
 from xstilts.tasks.spec import Format, TaskSpec
 
@@ -55,9 +56,43 @@ FORMATS: dict[Format, str] = {
 }
 
 
-def get_format(fmt: Format) -> TaskFormat:
-    """The implementation of a trainable task format."""
+# Text-to-text mode: Format -> "module:CLASS" built with the run's TextToTextConfig bound.
+TEXT_TO_TEXT_FORMATS: dict[Format, str] = {
+    Format.PAIR_CLASSIFICATION: "xstilts.formats.text_to_text:TextClassification",
+    Format.SINGLE_CLASSIFICATION: "xstilts.formats.text_to_text:TextClassification",
+    Format.MULTIPLE_CHOICE: "xstilts.formats.text_to_text:TextMultipleChoice",
+    Format.SPAN_QA: "xstilts.formats.text_to_text:TextSpanQA",
+    Format.TAGGING: "xstilts.formats.text_tagging:TextTagging",
+}
+# Text-to-text formats without settings to bind (nothing is predicted from them).
+TEXT_TO_TEXT_FIXED: dict[Format, str] = {
+    Format.SPAN_CORRUPTION: "xstilts.formats.span_corruption:SPAN_CORRUPTION",
+}
+
+
+def _load(target: str) -> Any:
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def get_format(fmt: Format, text_to_text: TextToTextConfig | None = None) -> TaskFormat:
+    """The implementation of a trainable task format.
+
+    Args:
+        fmt: the task's format.
+        text_to_text: the run's text-to-text settings (`mode: text_to_text`); None: encoder mode.
+
+    Raises:
+        UserError: for a format that has no implementation in the mode asked for.
+    """
+    if text_to_text is not None:
+        if fmt in TEXT_TO_TEXT_FIXED:
+            return _load(TEXT_TO_TEXT_FIXED[fmt])
+        if fmt not in TEXT_TO_TEXT_FORMATS:
+            raise UserError(f"task format {fmt.value!r} has no text-to-text form (evaluate it in `mode: encoder`)")
+        return _load(TEXT_TO_TEXT_FORMATS[fmt])(text_to_text)
+    if fmt is Format.SPAN_CORRUPTION:
+        raise UserError(f"task format {fmt.value!r} trains text-to-text models only: set `mode: text_to_text`")
     if fmt not in FORMATS:
         raise UserError(f"task format {fmt.value!r} has no trainable head (evaluate it with `xstilts eval`)")
-    module, name = FORMATS[fmt].split(":")
-    return getattr(importlib.import_module(module), name)
+    return _load(FORMATS[fmt])

@@ -1,0 +1,99 @@
+"""Text-to-text tagging: chunking so every word is predicted, alignment of malformed outputs."""
+
+import pytest
+import torch
+
+from tiny_t5 import ScriptedModel, build_tokenizer
+from xstilts.config.schema import Precision, TextToTextConfig
+from xstilts.formats.base import get_format
+from xstilts.formats.text_rendering import UNALIGNED_TAG, render_input
+from xstilts.tasks.registry import load_registry
+from xstilts.tasks.spec import TaskSpec
+
+REGISTRY = load_registry()
+RUN = dict(device=torch.device("cpu"), precision=Precision.FP32, batch_size=2)
+WORDS = [f"w{index}" for index in range(10)]
+NER = ["O", "B-PER", "I-PER", "O", "B-LOC", "O", "O", "B-ORG", "I-ORG", "O"]
+
+
+def spec_with(name: str, **fields) -> TaskSpec:
+    return TaskSpec.model_validate({**REGISTRY.get(name).model_dump(), **fields})
+
+
+def tokenizer_for(spec: TaskSpec):
+    return build_tokenizer([f"{spec.task_prefix}: " + " ".join(WORDS), " ".join(spec.labels), "Ada schläft gut !"])
+
+
+@pytest.mark.parametrize(
+    "max_length, max_target_length, spans",
+    [
+        (64, None, [(0, 10)]),
+        (6, None, [(0, 4), (4, 8), (8, 10)]),  # input: "panx:" (one word-level token) + 4 words + eos
+        (64, 4, [(0, 3), (3, 6), (6, 9), (9, 10)]),  # target: 3 tags + eos
+        (3, None, [(index, index + 1) for index in range(10)]),  # a word alone is always a chunk
+    ],
+)
+def test_long_sentences_are_cut_into_chunks_that_fit(max_length, max_target_length, spans):
+    spec = spec_with("panx", max_target_length=max_target_length)
+    tokenizer = tokenizer_for(spec)
+    examples = [{"id": "s", "tokens": WORDS, "labels": NER}, {"id": "t", "tokens": ["w1"], "labels": ["O"]}]
+    features = get_format(spec.format, TextToTextConfig()).featurize(examples, tokenizer, spec, max_length=max_length)
+    assert [(f["word_start"], f["word_end"]) for f in features if f["example_index"] == 0] == spans
+    assert [f["example_index"] for f in features] == [0] * len(spans) + [1]
+    for feature in features[: len(spans)]:
+        start, end = feature["word_start"], feature["word_end"]
+        assert len(feature["input_ids"]) <= max(max_length, 3)
+        assert feature["input_ids"] == tokenizer("panx: " + " ".join(WORDS[start:end]), truncation=True, max_length=max_length)["input_ids"]
+        assert feature["target_ids"] == tokenizer(" ".join(NER[start:end]))["input_ids"]
+
+
+def test_malformed_generations_give_counted_catch_alls_and_every_word_a_prediction():
+    spec = REGISTRY.get("panx")
+    tokenizer = tokenizer_for(spec)
+    sentences = [WORDS[:3], WORDS[3:6], WORDS[6:8], WORDS[8:10], ["w0"], ["w1", "w2"]]
+    gold = [["B-PER", "I-PER", "O"], ["O", "B-LOC", "O"], ["B-ORG", "O"], ["O", "O"], ["O"], ["B-PER", "O"]]
+    outputs = [
+        "B-PER I-PER O",  # right
+        "O B-LOC",  # too few: the last word is unaligned
+        "B-ORG O O B-PER",  # too many: the extra tags are ignored
+        "O I-XYZ",  # an unknown tag
+        "",  # empty
+        "Ada schläft gut !",  # garbage
+    ]
+    examples = [{"id": str(i), "tokens": words, "labels": tags} for i, (words, tags) in enumerate(zip(sentences, gold))]
+    answers = {render_input({"tokens": words}, spec, None): output for words, output in zip(sentences, outputs)}
+    fmt = get_format(spec.format, TextToTextConfig())
+    features = fmt.featurize(examples, tokenizer, spec, max_length=64)
+    predictions = fmt.predict(ScriptedModel(tokenizer, answers), features, examples, spec, tokenizer=tokenizer, **RUN)
+    assert predictions == [
+        ["B-PER", "I-PER", "O"],
+        ["O", "B-LOC", UNALIGNED_TAG],
+        ["B-ORG", "O"],
+        ["O", UNALIGNED_TAG],
+        [UNALIGNED_TAG],
+        [UNALIGNED_TAG, UNALIGNED_TAG],
+    ]
+    scores = fmt.score(predictions, examples, spec)
+    # gold entities: PER(s0), LOC(s1), ORG(s2), PER(s5) = 4; predicted: PER, LOC, ORG right, plus one
+    # "unaligned" chunk per run of catch-alls (s1, s3, s4, s5) = 7: P 3/7, R 3/4, F1 = 2PR/(P+R) = 6/11
+    assert list(scores) == ["f1", "precision", "recall", "unaligned_words"]
+    assert scores["f1"] == pytest.approx(100 * 6 / 11)
+    assert scores["precision"] == pytest.approx(100 * 3 / 7) and scores["recall"] == pytest.approx(75.0)
+    assert scores["unaligned_words"] == pytest.approx(100 * 5 / 13)
+
+
+def test_chunked_predictions_reassemble_in_word_order_with_token_accuracy():
+    spec = REGISTRY.get("synth-morph")
+    tokenizer = build_tokenizer(["synth-morph: " + " ".join(WORDS), " ".join(spec.labels)])
+    tags = ["_", "Case=Nom|Number=Sing"] * 5
+    example = {"id": "m", "tokens": WORDS, "labels": tags}
+    fmt = get_format(spec.format, TextToTextConfig())
+    features = fmt.featurize([example], tokenizer, spec, max_length=7)  # "synth-morph:" + 5 words + eos
+    assert [(f["word_start"], f["word_end"]) for f in features] == [(0, 5), (5, 10)]
+    answers = {
+        render_input({"tokens": WORDS[:5]}, spec, None): " ".join(tags[:5]),
+        render_input({"tokens": WORDS[5:]}, spec, None): "_ _ _ _ _",  # right on 2 of 5 (words 6 and 8)
+    }
+    predictions = fmt.predict(ScriptedModel(tokenizer, answers), features, [example], spec, tokenizer=tokenizer, **RUN)
+    assert predictions == [tags[:5] + ["_"] * 5]
+    assert fmt.score(predictions, [example], spec) == {"accuracy": pytest.approx(70.0), "unaligned_words": 0.0}
