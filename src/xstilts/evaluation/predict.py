@@ -12,6 +12,7 @@ from xstilts.config.schema import Precision
 from xstilts.data.io import Example
 from xstilts.formats.base import Feature, TaskFormat
 from xstilts.models.multitask import MultiTaskModel
+from xstilts.models.text_to_text import TextToTextModel
 from xstilts.tasks.spec import Metric, TaskSpec
 from xstilts.formats.batching import batches_in_order, collate
 from xstilts.models.runtime import autocast
@@ -69,8 +70,33 @@ def pad_time_axis(chunks: list[np.ndarray], fill: float = 0.0) -> list[np.ndarra
     return [np.pad(chunk, width, constant_values=fill) for chunk, width in zip(chunks, widths)]
 
 
+def predict_split(
+    model: MultiTaskModel | TextToTextModel,
+    spec: TaskSpec,
+    fmt: TaskFormat,
+    examples: list[Example],
+    features: list[Feature],
+    *,
+    tokenizer: PreTrainedTokenizerBase,
+    device: torch.device,
+    precision: Precision,
+    batch_size: int,
+) -> list:
+    """One prediction per example: a text-to-text format predicts itself (ranking or generating
+    text with the model); a head's format decodes the head outputs of every feature."""
+    predict = getattr(fmt, "predict", None)
+    if predict is not None:
+        return predict(
+            model, features, examples, spec, tokenizer=tokenizer, device=device, precision=precision, batch_size=batch_size
+        )
+    outputs = head_outputs(
+        model, spec.head_name, features, tokenizer=tokenizer, device=device, precision=precision, batch_size=batch_size
+    )
+    return fmt.decode(outputs, features, examples, spec)
+
+
 def evaluate_split(
-    model: MultiTaskModel,
+    model: MultiTaskModel | TextToTextModel,
     spec: TaskSpec,
     fmt: TaskFormat,
     data: EvalSplit,
@@ -80,10 +106,10 @@ def evaluate_split(
     precision: Precision,
     batch_size: int,
 ) -> Evaluation:
-    outputs = head_outputs(
-        model, spec.head_name, data.features, tokenizer=tokenizer, device=device, precision=precision, batch_size=batch_size
+    predictions = predict_split(
+        model, spec, fmt, data.examples, data.features,
+        tokenizer=tokenizer, device=device, precision=precision, batch_size=batch_size,
     )
-    predictions = fmt.decode(outputs, data.features, data.examples, spec)
     return Evaluation(predictions=predictions, scores=fmt.score(predictions, data.examples, spec))
 
 

@@ -8,22 +8,23 @@ import torch
 from rich.progress import Progress
 from transformers import PreTrainedTokenizerBase
 
-from xstilts.config.schema import Precision
+from xstilts.config.schema import Precision, TextToTextConfig
 from xstilts.data.io import is_labelled
 from xstilts.data.loading import load_examples
 from xstilts.evaluation.leaderboard import prediction_path, render_predictions
-from xstilts.evaluation.predict import head_outputs
+from xstilts.evaluation.predict import predict_split
 from xstilts.evaluation.records import records_path, write_records
 from xstilts.evaluation.subsets import subset_rows, with_failure_rate
 from xstilts.atomic import atomic_write_text
 from xstilts.results import ResultRow
 from xstilts.formats.base import get_format
 from xstilts.models.multitask import MultiTaskModel
+from xstilts.models.text_to_text import TextToTextModel
 from xstilts.tasks.spec import TaskSpec
 
 
 def run_zero_shot_sweep(
-    model: MultiTaskModel,
+    model: MultiTaskModel | TextToTextModel,
     tokenizer: PreTrainedTokenizerBase,
     spec: TaskSpec,
     *,
@@ -38,24 +39,25 @@ def run_zero_shot_sweep(
     phase: str,
     predictions_dir: Path,
     progress: Progress | None = None,
+    text_to_text: TextToTextConfig | None = None,
 ) -> list[ResultRow]:
     """Predict with the task head on every (split, language) and score the labelled ones.
 
     Every split's predictions are written in the leaderboard layout; an unlabelled split (a
     test file whose labels are withheld) gets its predictions file and no result rows. Rows
-    are returned, not stored, so the caller can store a phase's rows all at once.
+    are returned, not stored, so the caller can store a phase's rows all at once. With
+    `text_to_text` (the settings of text-to-text mode) the model reads and writes text.
     """
-    fmt = get_format(spec.format)
+    fmt = get_format(spec.format, text_to_text)
     rows: list[ResultRow] = []
     bar = progress.add_task(f"zero-shot {spec.name}", total=len(languages) * len(splits)) if progress else None
     for split in splits:
         for language in languages:
             examples = load_examples(spec, split, language, data_dir, allow_unlabelled=True)
             features = fmt.featurize(examples, tokenizer, spec, max_length)
-            outputs = head_outputs(
-                model, spec.head_name, features, tokenizer=tokenizer, device=device, precision=precision, batch_size=batch_size
+            predictions = predict_split(
+                model, spec, fmt, examples, features, tokenizer=tokenizer, device=device, precision=precision, batch_size=batch_size
             )
-            predictions = fmt.decode(outputs, features, examples, spec)
             atomic_write_text(
                 prediction_path(predictions_dir, spec, split, language), render_predictions(spec, predictions, examples)
             )

@@ -10,10 +10,11 @@ from typing import Any
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 
+from xstilts.config.schema import TextToTextConfig
 from xstilts.errors import UserError
 from xstilts.formats.base import get_format
 from xstilts.models.sources import resolve_model_source
-from xstilts.tasks.spec import EVALUATION_ONLY_FIELDS, TaskSpec
+from xstilts.tasks.spec import EVALUATION_ONLY_FIELDS, TEXT_TO_TEXT_FIELDS, TaskSpec
 from xstilts.training.checkpoint import is_checkpoint
 from xstilts.training.loop import TRAINING_VERSION
 
@@ -69,11 +70,17 @@ def model_fingerprint(source: str, cache_dir: Path, revision: str | None = None)
     return f"{resolved}@{hub_commit(resolved, revision)}"
 
 
-def task_versions(specs: list[TaskSpec]) -> dict[str, list]:
-    """Each task's spec and its format's featuriser version, for checkpoint keys."""
+def task_versions(specs: list[TaskSpec], text_to_text: TextToTextConfig | None = None) -> dict[str, list]:
+    """Each task's spec and its format's featuriser version, for checkpoint keys (`text_to_text`:
+    the run's settings in text-to-text mode, whose formats have versions of their own)."""
     # Subsets and failure_rate only change what is evaluated: out of the key, so declaring a subset
-    # reuses the checkpoints trained before it (and every key stays what it was).
-    return {spec.name: [spec.model_dump(mode="json", exclude=set(EVALUATION_ONLY_FIELDS)), get_format(spec.format).version] for spec in specs}
+    # reuses the checkpoints trained before it (and every key stays what it was). So do a spec's
+    # text-to-text fields (prompts, label words) in encoder mode, where no text is rendered.
+    excluded = set(EVALUATION_ONLY_FIELDS) | (set(TEXT_TO_TEXT_FIELDS) if text_to_text is None else set())
+    return {
+        spec.name: [spec.model_dump(mode="json", exclude=excluded), get_format(spec.format, text_to_text).version]
+        for spec in specs
+    }
 
 
 def checkpoint_key(parts: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ whether an earlier phase trained in this process or came from the cache.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -20,7 +21,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from xstilts import __version__
-from xstilts.config.schema import ExperimentConfig, HandOff, IntermediateConfig, MixtureConfig, TrainConfig
+from xstilts.config.schema import (ExperimentConfig, HandOff, IntermediateConfig, Mixing, MixtureConfig, ModelMode, Sampler,
+                                   TargetConfig, TextToTextConfig, TrainConfig)
 from xstilts.data.io import Example
 from xstilts.data.loading import load_examples
 from xstilts.errors import UserError, did_you_mean
@@ -35,7 +37,8 @@ from xstilts.formats.base import get_format
 from xstilts.formats.mlm import MaskedLMHead
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.models.runtime import seed_everything
-from xstilts.models.sources import load_encoder, load_masked_lm
+from xstilts.models.sources import load_encoder, load_masked_lm, load_seq2seq
+from xstilts.models.text_to_text import TextToTextModel
 from xstilts.tasks.registry import TaskRegistry
 from xstilts.tasks.spec import Format, TaskSpec
 from xstilts.training.checkpoint import HeadInfo, LoadedCheckpoint, is_checkpoint, load_checkpoint, save_checkpoint
@@ -59,6 +62,18 @@ class RunContext:
     progress: Progress | None = None
     loaded_examples: dict = field(default_factory=dict)
     errors: list[ErrorRow] = field(default_factory=list)
+    # `xstilts eval` (no config) sets these itself; a run takes them from its config.
+    mode: ModelMode = ModelMode.ENCODER
+    text_to_text: TextToTextConfig = field(default_factory=TextToTextConfig)
+
+    def __post_init__(self) -> None:
+        if self.config is not None:
+            self.mode, self.text_to_text = self.config.mode, self.config.text_to_text
+
+    @property
+    def format_settings(self) -> TextToTextConfig | None:
+        """What `get_format` needs: the text-to-text settings in text-to-text mode, else None."""
+        return self.text_to_text if self.mode is ModelMode.TEXT_TO_TEXT else None
 
     def data_dir(self, task: str) -> Path | None:
         return self.config.data.get(task) if self.config else None
@@ -95,11 +110,14 @@ def load_start(source: str, handoff: HandOff, wanted: dict[str, TaskSpec], ctx: 
     add_missing_heads, and the console says so.
     """
     if is_checkpoint(source):
-        return load_checkpoint(Path(source), handoff, wanted, ctx.store.cache_dir, dropout=dropout)
+        return load_checkpoint(Path(source), handoff, wanted, ctx.store.cache_dir, dropout=dropout, mode=ctx.mode)
     # transformers initialises the weights a pretrained model lacks (a BERT pooler, say) from
     # the global RNG: seed it, so that they, and every checkpoint saved later, are the same in
     # every process.
     seed_everything(ctx.seed)
+    if ctx.mode is ModelMode.TEXT_TO_TEXT:  # every task reads and writes text through the LM head
+        seq2seq, tokenizer = load_seq2seq(source, ctx.store.cache_dir, revision=ctx.model_revision)
+        return LoadedCheckpoint(model=TextToTextModel(seq2seq), tokenizer=tokenizer)
     masked_lm = list(dict.fromkeys(spec.head_name for spec in wanted.values() if spec.format is Format.MLM))
     if not masked_lm:
         encoder, tokenizer = load_encoder(source, ctx.store.cache_dir, revision=ctx.model_revision)
@@ -123,7 +141,9 @@ def load_start(source: str, handoff: HandOff, wanted: dict[str, TaskSpec], ctx: 
 def add_missing_heads(loaded: LoadedCheckpoint, specs: list[TaskSpec], dropout: float) -> None:
     """Build the heads the tasks need that the start did not bring (load_start keeps a
     pretrained MLM head); a head that shares encoder weights (the MLM head's decoder is the
-    input embedding matrix) is bound to the encoder here."""
+    input embedding matrix) is bound to the encoder here. A text-to-text model has no heads."""
+    if loaded.model.is_text_to_text:
+        return
     for spec in specs:
         if spec.head_name not in loaded.model.heads:
             head = get_format(spec.format).build_head(loaded.model.hidden_size, spec, dropout)
@@ -169,7 +189,7 @@ def prepare_train_task(
     language: str | None = None,
 ) -> TrainTask:
     """Featurised train and dev data of one task in `language` (default: its train_language)."""
-    fmt = get_format(spec.format)
+    fmt = get_format(spec.format, ctx.format_settings)
     language = language or spec.train_language
     limit = max_examples or cfg.max_train_examples
     examples = subsample(ctx.examples(spec, "train", language), limit, ctx.config.data_seed)
@@ -188,9 +208,14 @@ def data_fingerprint(spec: TaskSpec, language: str, ctx: RunContext) -> dict[str
 
 
 def run_key_parts(ctx: RunContext) -> dict:
-    """What every trained checkpoint of a run depends on beyond its own phase's settings."""
+    """What every trained checkpoint of a run depends on beyond its own phase's settings. In
+    text-to-text mode also the mode and the prompt (they change the training text); encoder
+    mode adds nothing, so its keys stay what they were before text-to-text mode existed."""
     config = ctx.config
-    return {"seed": config.seed, "data_seed": config.data_seed, "precision": config.precision.value}
+    parts = {"seed": config.seed, "data_seed": config.data_seed, "precision": config.precision.value}
+    if config.mode is ModelMode.TEXT_TO_TEXT:
+        parts["text_to_text"] = {"mode": config.mode.value, "prompt": config.text_to_text.prompt}
+    return parts
 
 
 def intermediate_key(phase: IntermediateConfig, specs: list[TaskSpec], ctx: RunContext) -> str:
@@ -199,7 +224,7 @@ def intermediate_key(phase: IntermediateConfig, specs: list[TaskSpec], ctx: RunC
         {
             "model": ctx.model_key,
             "phase": phase.model_dump(mode="json"),
-            "tasks": task_versions(specs),
+            "tasks": task_versions(specs, ctx.format_settings),
             "data": {s.name: data_fingerprint(s, intermediate_language(s, phase), ctx) for s in specs},
             **run_key_parts(ctx),
         }
@@ -208,17 +233,46 @@ def intermediate_key(phase: IntermediateConfig, specs: list[TaskSpec], ctx: RunC
 
 def target_key(spec: TaskSpec, start_key: str, ctx: RunContext) -> str:
     """Content key of a trained target checkpoint: its start (the phase-2 key or the model's
-    fingerprint), the target's training settings, English data, seeds, precision and versions.
+    fingerprint), the target's training settings, English data, seeds, precision and versions,
+    and the auxiliary tasks mixed in (their shares, specs and data) when there are any.
     Languages and eval splits are left out: they change what is scored, not the weights."""
     target = ctx.config.target
-    return checkpoint_key(
-        {
-            "start": start_key,
-            "target": {"task": target.task, "handoff": target.handoff.value, "train": target.train.model_dump(mode="json")},
-            "tasks": task_versions([spec]),
-            "data": data_fingerprint(spec, spec.train_language, ctx),
-            **run_key_parts(ctx),
+    auxiliary = [resolved_spec(name, ctx) for name in target.auxiliary]
+    parts = {
+        "start": start_key,
+        "target": {"task": target.task, "handoff": target.handoff.value, "train": target.train.model_dump(mode="json")},
+        "tasks": task_versions([spec], ctx.format_settings),
+        "data": data_fingerprint(spec, spec.train_language, ctx),
+        **run_key_parts(ctx),
+    }
+    if auxiliary:
+        parts["auxiliary"] = {
+            "shares": dict(target.auxiliary),
+            "tasks": task_versions(auxiliary, ctx.format_settings),
+            "data": {s.name: data_fingerprint(s, s.train_language, ctx) for s in auxiliary},
         }
+    return checkpoint_key(parts)
+
+
+def auxiliary_sizes(spec: TaskSpec, target: TargetConfig, ctx: RunContext) -> dict[str, int]:
+    """Examples of each auxiliary task in target training: its share of an epoch whose target part
+    is the target's training set, n_aux = ceil(n_target * share / (1 - total share)). An epoch stays
+    one pass over the target (a large corpus such as span corruption's would otherwise set its
+    length); the sample is seeded by data_seed like every subsample."""
+    examples = len(ctx.examples(spec, "train", spec.train_language))
+    if target.train.max_train_examples:
+        examples = min(examples, target.train.max_train_examples)
+    rest = 1.0 - sum(target.auxiliary.values())
+    return {name: max(1, math.ceil(examples * share / rest)) for name, share in target.auxiliary.items()}
+
+
+def auxiliary_mixture(spec: TaskSpec, shares: dict[str, float]) -> MixtureConfig | None:
+    """Target training with auxiliary tasks: every batch mixed, each auxiliary task drawn with its
+    share of the examples and the target with the rest (None without auxiliary tasks)."""
+    if not shares:
+        return None
+    return MixtureConfig(
+        sampler=Sampler.FIXED, probabilities={spec.name: 1.0 - sum(shares.values()), **shares}, mixing=Mixing.MIXED_BATCH
     )
 
 
@@ -347,6 +401,7 @@ def train_target(ctx: RunContext, spec: TaskSpec, start: str, start_key: str) ->
     directory, so that a run failing later (a bad test file, an out-of-memory in the sweep)
     keeps it and a rerun re-sweeps it without training again."""
     target = ctx.config.target
+    auxiliary = [resolved_spec(name, ctx) for name in target.auxiliary]
     key = target_key(spec, start_key, ctx)
     snapshots = epoch_snapshots(ctx, key)  # selection is in no key: it changes what is evaluated, not the weights
     existing = cached_checkpoint(ctx, key, "target")
@@ -355,11 +410,15 @@ def train_target(ctx: RunContext, spec: TaskSpec, start: str, start_key: str) ->
     if existing is not None:
         ctx.console.print(f"target: training again for the epoch weights target.selection needs ({existing} is kept)")
     dropout = target.train.dropout if target.train.dropout is not None else 0.1
-    loaded = load_start(start, target.handoff, {spec.head_name: spec}, ctx, dropout)
+    specs = [spec, *auxiliary]
+    loaded = load_start(start, target.handoff, {s.head_name: s for s in specs}, ctx, dropout)
     if loaded.kept_heads or loaded.dropped_heads:
         ctx.console.print(f"phase 3: hand-off {target.handoff.value}: kept heads {loaded.kept_heads}, dropped {loaded.dropped_heads}")
     checkpointing = training_checkpointing(ctx, "target", f"target-{key}" + (snapshots.resume_suffix if snapshots else ""))
-    result = train_phase(loaded, [spec], target.train, ctx, checkpointing=checkpointing, snapshots=snapshots)
+    result = train_phase(
+        loaded, specs, target.train, ctx, mixture=auxiliary_mixture(spec, target.auxiliary),
+        max_examples=auxiliary_sizes(spec, target, ctx), checkpointing=checkpointing, snapshots=snapshots,
+    )
     if existing is not None:  # trained again for the snapshots alone: the stored checkpoint stays
         discard_state(checkpointing.folder)
         return existing
@@ -367,7 +426,7 @@ def train_target(ctx: RunContext, spec: TaskSpec, start: str, start_key: str) ->
     path = ctx.store.checkpoints_dir / f"target-{key}"
     main_writes(  # data-parallel training: rank 0 writes it
         save_checkpoint, path, loaded.model, loaded.tokenizer,
-        heads={spec.head_name: HeadInfo.of(spec)},
+        heads={s.head_name: HeadInfo.of(s) for s in specs if s.head_name in loaded.model.heads},
         metadata=checkpoint_metadata(
             ctx, "target", key, target.train, start=start_path, best_epoch=result.best_epoch,
             config=target.model_dump(mode="json", exclude={"selection"}),  # the same checkpoint with or without it
@@ -379,9 +438,10 @@ def train_target(ctx: RunContext, spec: TaskSpec, start: str, start_key: str) ->
 
 
 def load_trained(source: str, spec: TaskSpec, ctx: RunContext) -> LoadedCheckpoint:
-    """A checkpoint with its trained head for `spec`, on the run's device, for evaluation."""
+    """A checkpoint with its trained head for `spec` (text-to-text: the model itself), on the
+    run's device, for evaluation."""
     loaded = load_start(source, HandOff.ENCODER_AND_MATCHING_HEADS, {spec.head_name: spec}, ctx, dropout=0.0)
-    if spec.head_name not in loaded.model.heads:
+    if not loaded.model.is_text_to_text and spec.head_name not in loaded.model.heads:
         raise UserError(
             f"model {source!r} has no trained {spec.format.value} head for task {spec.name!r} "
             f"with labels {spec.labels}; pass a checkpoint trained on it (xstilts run)"

@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xstilts.atomic import atomic_directory
-from xstilts.config.schema import EvalConfig, ExperimentConfig, HandOff
+from xstilts.config.schema import EvalConfig, ExperimentConfig, HandOff, ModelMode
 from xstilts.data.hub import check_hub_language
 from xstilts.data.loading import load_examples, local_path
-from xstilts.errors import UserError
+from xstilts.errors import UserError, did_you_mean
 from xstilts.evaluation.retrieval import resolve_retrieval_config, run_retrieval_sweep
 from xstilts.evaluation.subsets import check_subsets
 from xstilts.experiments.phases import (
@@ -35,12 +35,13 @@ from xstilts.experiments.phases import (
 )
 from xstilts.experiments.store import FAILED, INTERRUPTED, ErrorRow, ResultsStore, store_home
 from xstilts.experiments.zero_shot import zero_shot
+from xstilts.models.cards import seen_tasks
 from xstilts.models.runtime import resolve_device
 from xstilts.models.sources import PACKAGED_PREFIX
 from xstilts.results import ResultRow
 from xstilts.tasks.registry import TaskRegistry, load_registry
 from xstilts.tasks.spec import Format, TaskSpec
-from xstilts.training.checkpoint import is_checkpoint, read_metadata
+from xstilts.training.checkpoint import checkpoint_mode, is_checkpoint, read_metadata
 from xstilts.training.distributed import check_batch_size, is_main, process_group
 from xstilts.training.resume import Interrupted
 
@@ -107,11 +108,31 @@ def preflight_intermediate(config: ExperimentConfig, registry: TaskRegistry) -> 
     for task in config.data:
         registry.get(task)
     check_model_revision(config)
+    check_text_to_text(config, registry)
     if config.intermediate:
         for name in config.intermediate.tasks:
             spec = registry.get(name)
             language = intermediate_language(spec, config.intermediate)
             check_files(spec, config.data.get(name), [s for s in ("train", "dev") if s in spec.splits], [language])
+
+
+def check_text_to_text(config: ExperimentConfig, registry: TaskRegistry) -> None:
+    """Text-to-text mode: every task that renders text has the configured prompt (span corruption
+    renders none); encoder mode: no task is text-to-text only."""
+    names = [*(config.intermediate.tasks if config.intermediate else []), config.target.task, *config.target.auxiliary]
+    specs = [registry.get(name) for name in names]
+    if config.mode is ModelMode.ENCODER:
+        for spec in specs:
+            if spec.format is Format.SPAN_CORRUPTION:
+                raise UserError(f"task {spec.name!r} (span_corruption) trains text-to-text models only: set mode: text_to_text")
+        return
+    prompt = config.text_to_text.prompt
+    for spec in specs:
+        if prompt is not None and spec.format is not Format.SPAN_CORRUPTION and prompt not in spec.prompts:
+            raise UserError(
+                f"key 'text_to_text.prompt': task {spec.name!r} has no prompt {prompt!r}"
+                f"{did_you_mean(prompt, spec.prompts)} (its prompts: {', '.join(spec.prompts) or 'none'})"
+            )
 
 
 def preflight(config: ExperimentConfig, registry: TaskRegistry) -> ExperimentConfig:
@@ -124,6 +145,9 @@ def preflight(config: ExperimentConfig, registry: TaskRegistry) -> ExperimentCon
         check_batch_size(config.target.train.batch_size, "target.train.batch_size")  # the global batch, split over processes
     if config.intermediate:
         check_batch_size(config.intermediate.train.batch_size, "intermediate.train.batch_size")
+    for name in config.target.auxiliary:
+        auxiliary = registry.get(name)
+        check_files(auxiliary, config.data.get(name), ["train"], [auxiliary.train_language])
     splits = target_splits(spec, config.target.eval_splits)
     check_files(spec, config.data.get(spec.name), splits, target_languages(spec, config.target.languages))
     check_spec_subsets(spec, config.data.get(spec.name), splits, target_languages(spec, config.target.languages))
@@ -172,6 +196,16 @@ def recorded_run(store: ResultsStore, name: str, config: dict, **node):
         raise IncompleteRun(run_id, errors, total=len(evaluated) + len(errors))
 
 
+def warn_seen_tasks(config: ExperimentConfig, console: Console) -> None:
+    """Say which of the run's tasks the start model was already trained on (its card, models/cards):
+    zero-shot numbers on a seen task are not zero-shot. Reports flag the same rows."""
+    tasks = [*(config.intermediate.tasks if config.intermediate else []), config.target.task]
+    seen = [task for task in tasks if task in seen_tasks(config.model)]
+    if seen:
+        console.print(f"[yellow]start model {config.model!r} was trained on {', '.join(seen)} (its model card): "
+                      "results on them are flagged in reports[/]", highlight=False)
+
+
 def run_experiment(
     config: ExperimentConfig, home: Path | str | None = None, console: Console | None = None, **node
 ) -> str:
@@ -189,6 +223,7 @@ def run_experiment(
         console = Console(stderr=True, quiet=True)
     registry = load_registry(config.task_specs)
     config = preflight(config, registry)
+    warn_seen_tasks(config, console)
     device = resolve_device(config.device)
     store = ResultsStore(store_home(home), read_only=not is_main())
     record = recorded_run(store, config.name, config.model_dump(mode="json"), **node)
@@ -231,6 +266,13 @@ def eval_max_length(config: EvalConfig) -> int:
     return DEFAULT_EVAL_MAX_LENGTH
 
 
+def eval_mode(config: EvalConfig) -> ModelMode:
+    """The mode to evaluate in: the user's, else the checkpoint's, else encoder."""
+    if config.mode is not None:
+        return config.mode
+    return checkpoint_mode(Path(config.model)) if is_checkpoint(config.model) else ModelMode.ENCODER
+
+
 def evaluate_model(config: EvalConfig, home: Path | str | None = None, console: Console | None = None) -> str:
     """Zero-shot sweep of an existing checkpoint (or model) on one task, without training.
 
@@ -250,7 +292,10 @@ def evaluate_model(config: EvalConfig, home: Path | str | None = None, console: 
     store = ResultsStore(store_home(home))
     record = recorded_run(store, f"eval-{spec.name}", config.model_dump(mode="json"))
     with record as (run_id, run_dir, rows, errors), make_progress(console) as progress:
-        ctx = RunContext(run_id, None, registry, store, run_dir, resolve_device(config.device), console, progress, errors=errors)
+        ctx = RunContext(
+            run_id, None, registry, store, run_dir, resolve_device(config.device), console, progress, errors=errors,
+            mode=eval_mode(config), text_to_text=config.text_to_text,
+        )
         if spec.format is Format.RETRIEVAL:
             # Retrieval is scored on the encoder's own embeddings: there is no head to load.
             loaded = load_start(config.model, HandOff.ENCODER_ONLY, {}, ctx, dropout=0.0)

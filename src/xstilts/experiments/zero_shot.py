@@ -64,7 +64,7 @@ def zero_shot(
         return run_zero_shot_sweep(
             loaded.model, loaded.tokenizer, spec, languages=[language], splits=[split], data_dir=data_dir,
             max_length=max_length, batch_size=batch_size, device=ctx.device, precision=precision,
-            run_id=ctx.run_id, phase=phase, predictions_dir=predictions_dir,
+            run_id=ctx.run_id, phase=phase, predictions_dir=predictions_dir, text_to_text=ctx.format_settings,
         )
 
     return sweep_each(ctx, spec, phase, splits, languages, evaluate)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import (AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel,
-                          PreTrainedTokenizerBase)
+from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSeq2SeqLM, AutoModelForTextEncoding,
+                          AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase)
 
 from xstilts.errors import UserError
 from xstilts.formats.mlm import MaskedLMHead
@@ -101,18 +101,54 @@ def load_encoder(
     """Load an encoder and its tokenizer; `strict` for xstilts' own checkpoints (exact match);
     `revision` pins a hub model's branch, tag or commit.
 
+    An encoder-decoder model (T5, mT5, FLAN-T5, mT0) gives its encoder stack (T5EncoderModel
+    and kin): its decoder is left out on purpose, as a pretraining head is.
+
     Example:
         >>> encoder, tokenizer = load_encoder("xlm-roberta-large", cache_dir=Path("~/.cache/xstilts"))
     """
     resolved = resolve_model_source(source, cache_dir)
     with quiet_transformers():
         try:
-            encoder, info = AutoModel.from_pretrained(resolved, output_loading_info=True, **pinned(revision))
+            config = AutoConfig.from_pretrained(resolved, **pinned(revision))
+            model_class = AutoModelForTextEncoding if config.is_encoder_decoder else AutoModel
+            encoder, info = model_class.from_pretrained(resolved, output_loading_info=True, **pinned(revision))
             tokenizer = AutoTokenizer.from_pretrained(resolved, **pinned(revision))
         except OSError as exc:
             raise cannot_load(source, exc) from None
+        except ValueError as exc:  # an architecture with no encoder class in transformers
+            raise UserError(f"model {source!r}: cannot load an encoder ({str(exc).splitlines()[0]})") from None
     check_loading_info(info, source, strict=strict)
     return encoder, tokenizer
+
+
+def load_seq2seq(
+    source: str, cache_dir: Path, revision: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load an encoder-decoder language model (T5, mT5, FLAN-T5, mT0) and its tokenizer for
+    text-to-text mode; every weight must load (the LM head included).
+
+    Raises:
+        UserError: the model is not an encoder-decoder model, or its weights do not match.
+
+    Example:
+        >>> model, tokenizer = load_seq2seq("google/mt5-small", Path("~/.cache/xstilts"))
+    """
+    resolved = resolve_model_source(source, cache_dir)
+    with quiet_transformers():
+        try:
+            config = AutoConfig.from_pretrained(resolved, **pinned(revision))
+            if not config.is_encoder_decoder:
+                raise UserError(
+                    f"model {source!r} ({config.model_type}) is not an encoder-decoder model: text-to-text mode "
+                    "needs a T5-family model (use mode: encoder for encoders)"
+                )
+            model, info = AutoModelForSeq2SeqLM.from_pretrained(resolved, output_loading_info=True, **pinned(revision))
+            tokenizer = AutoTokenizer.from_pretrained(resolved, **pinned(revision))
+        except OSError as exc:
+            raise cannot_load(source, exc) from None
+    check_loading_info(info, source, strict=True)
+    return model, tokenizer
 
 
 def load_masked_lm(

@@ -2,7 +2,8 @@
 
 A checkpoint directory holds `encoder/` (transformers save_pretrained, safetensors, plus
 the tokenizer), `heads.safetensors` and `checkpoint.json` (which task, format and label
-list each head was trained for). It is written to a temporary directory and renamed, so a
+list each head was trained for, and the mode). In text-to-text mode `encoder/` holds the
+whole encoder-decoder model and there are no heads: its LM head serves every task. It is written to a temporary directory and renamed, so a
 directory that exists is complete.
 """
 
@@ -17,12 +18,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from xstilts.config.schema import HandOff
+from xstilts.config.schema import HandOff, ModelMode
 from xstilts.errors import UserError
 from xstilts.atomic import atomic_directory
 from xstilts.formats.base import get_format
 from xstilts.models.multitask import MultiTaskModel
-from xstilts.models.sources import load_encoder
+from xstilts.models.sources import load_encoder, load_seq2seq
+from xstilts.models.text_to_text import TextToTextModel
 from xstilts.tasks.spec import Format, TaskSpec
 
 METADATA_FILE = "checkpoint.json"
@@ -45,7 +47,7 @@ class HeadInfo:
 
 @dataclass
 class LoadedCheckpoint:
-    model: MultiTaskModel
+    model: MultiTaskModel | TextToTextModel
     tokenizer: PreTrainedTokenizerBase
     kept_heads: list[str] = field(default_factory=list)
     dropped_heads: list[str] = field(default_factory=list)
@@ -57,14 +59,14 @@ def is_checkpoint(path: Path | str) -> bool:
 
 def save_checkpoint(
     path: Path,
-    model: MultiTaskModel,
+    model: MultiTaskModel | TextToTextModel,
     tokenizer: PreTrainedTokenizerBase,
     heads: dict[str, HeadInfo],
     metadata: dict[str, Any],
 ) -> Path:
-    """Write encoder, tokenizer, heads and metadata atomically to `path`."""
+    """Write the model (encoder or encoder-decoder), tokenizer, heads and metadata atomically to `path`."""
     with atomic_directory(Path(path)) as tmp:
-        model.encoder.save_pretrained(tmp / ENCODER_DIR)
+        model.backbone.save_pretrained(tmp / ENCODER_DIR)
         tokenizer.save_pretrained(tmp / ENCODER_DIR)
         tensors = {
             f"{name}.{key}": value.detach().cpu().contiguous()
@@ -73,6 +75,7 @@ def save_checkpoint(
         }
         save_file(tensors, str(tmp / HEADS_FILE))
         document = {
+            "mode": (ModelMode.TEXT_TO_TEXT if model.is_text_to_text else ModelMode.ENCODER).value,
             "heads": {name: {"task": h.task, "format": h.format, "labels": list(h.labels)} for name, h in heads.items()},
             **metadata,
         }
@@ -86,16 +89,38 @@ def read_metadata(path: Path) -> dict[str, Any]:
     return json.loads((Path(path) / METADATA_FILE).read_text(encoding="utf-8"))
 
 
+def checkpoint_mode(path: Path) -> ModelMode:
+    """The mode a checkpoint was trained in (checkpoints older than text-to-text mode: encoder)."""
+    return ModelMode(read_metadata(path).get("mode", ModelMode.ENCODER.value))
+
+
 def load_checkpoint(
-    path: Path, handoff: HandOff, wanted: dict[str, TaskSpec], cache_dir: Path, dropout: float = 0.1
+    path: Path,
+    handoff: HandOff,
+    wanted: dict[str, TaskSpec],
+    cache_dir: Path,
+    dropout: float = 0.1,
+    mode: ModelMode = ModelMode.ENCODER,
 ) -> LoadedCheckpoint:
     """Load a checkpoint's encoder (strictly) and, in ENCODER_AND_MATCHING_HEADS mode, every
     saved head whose name, task format and label list match a wanted head.
 
-    `wanted` maps head name -> the spec the next phase trains or evaluates with it.
+    `wanted` maps head name -> the spec the next phase trains or evaluates with it. In `mode`
+    text_to_text the whole encoder-decoder model loads (no heads); a text-to-text checkpoint
+    also starts an encoder-mode phase (its encoder stack; decoder and LM head left out).
+
+    Raises:
+        UserError: not a checkpoint, or an encoder-mode checkpoint asked for in text-to-text mode.
     """
     metadata = read_metadata(path)
-    encoder, tokenizer = load_encoder(str(Path(path) / ENCODER_DIR), cache_dir, strict=True)
+    saved_mode = ModelMode(metadata.get("mode", ModelMode.ENCODER.value))
+    if mode is ModelMode.TEXT_TO_TEXT:
+        if saved_mode is not ModelMode.TEXT_TO_TEXT:
+            raise UserError(f"{path}: an encoder-mode checkpoint (no decoder) cannot start a text_to_text phase")
+        seq2seq, tokenizer = load_seq2seq(str(Path(path) / ENCODER_DIR), cache_dir)
+        return LoadedCheckpoint(model=TextToTextModel(seq2seq), tokenizer=tokenizer)
+    strict = saved_mode is ModelMode.ENCODER
+    encoder, tokenizer = load_encoder(str(Path(path) / ENCODER_DIR), cache_dir, strict=strict)
     model = MultiTaskModel(encoder)
     loaded = LoadedCheckpoint(model=model, tokenizer=tokenizer)
     saved = metadata["heads"]

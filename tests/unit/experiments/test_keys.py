@@ -12,7 +12,7 @@ from rich.console import Console
 import xstilts.experiments.fingerprint as fingerprint
 import xstilts.models.sources as sources
 from xstilts.config.loading import load_config
-from xstilts.config.schema import HandOff
+from xstilts.config.schema import HandOff, TextToTextConfig
 from xstilts.experiments.fingerprint import model_fingerprint
 from xstilts.experiments.phases import RunContext, intermediate_key, load_start, resolved_spec, target_key
 from xstilts.experiments.store import ResultsStore
@@ -78,6 +78,31 @@ def test_what_is_only_scored_differently_keeps_the_target_key(base, tmp_path, ov
     assert phase3_key(base, tmp_path, [override]) == phase3_key(base, tmp_path)
 
 
+@pytest.mark.parametrize("override", ["mode=text_to_text", "target.auxiliary={mnli: 0.1}", "target.auxiliary={mnli: 0.2}"])
+def test_text_to_text_mode_and_auxiliary_tasks_change_the_target_key(base, tmp_path, override):
+    assert phase3_key(base, tmp_path, [override]) != phase3_key(base, tmp_path)
+
+
+def test_the_prompt_is_in_text_to_text_keys_and_reading_settings_are_not(base, tmp_path):
+    text = ["mode=text_to_text"]
+    key = phase3_key(base, tmp_path, text)
+    assert phase2_key(base, tmp_path, [*text, "text_to_text.prompt=instruct"]) != phase2_key(base, tmp_path, text)
+    assert phase3_key(base, tmp_path, [*text, "text_to_text.prompt=instruct"]) != key
+    for reading in ("text_to_text.scoring=generate", "text_to_text.num_beams=4", "text_to_text.max_new_tokens=5"):
+        assert phase3_key(base, tmp_path, [*text, reading]) == key
+    # Encoder mode renders no text: text-to-text settings leave its keys alone.
+    assert phase3_key(base, tmp_path, ["text_to_text.prompt=instruct"]) == phase3_key(base, tmp_path)
+
+
+def test_a_specs_text_to_text_fields_are_in_text_to_text_keys_only(base, tmp_path):
+    spec = resolved_spec("toy-xnli", context(base, tmp_path))
+    assert spec.prompts  # xnli's instruction template, inherited
+    bare = spec.model_copy(update={"prompts": {}, "label_words": {}})
+    settings = TextToTextConfig()
+    assert fingerprint.task_versions([spec]) == fingerprint.task_versions([bare])
+    assert fingerprint.task_versions([spec], settings) != fingerprint.task_versions([bare], settings)
+
+
 def test_the_key_does_not_depend_on_the_working_directory(base, tmp_path, tiny_model, monkeypatch):
     keys = []
     for cwd in (tiny_model.parent, tiny_model.parent.parent):
@@ -135,12 +160,12 @@ def test_the_model_revision_reaches_from_pretrained(base, monkeypatch, tmp_path,
 
         return Recorder
 
-    for name in ("AutoModel", "AutoTokenizer"):
+    for name in ("AutoConfig", "AutoModel", "AutoTokenizer"):
         monkeypatch.setattr(sources, name, recorder(getattr(transformers, name)))
     ctx = context({**base, "model": "org/tiny"}, tmp_path, ["model_revision=v2"])
     loaded = load_start(ctx.config.model, HandOff.ENCODER_ONLY, {}, ctx, dropout=0.1)
     assert loaded.model.hidden_size == 64
-    assert calls == [("AutoModel", "org/tiny", "v2"), ("AutoTokenizer", "org/tiny", "v2")]
+    assert calls == [("AutoConfig", "org/tiny", "v2"), ("AutoModel", "org/tiny", "v2"), ("AutoTokenizer", "org/tiny", "v2")]
     calls.clear()
     load_encoder("org/tiny", tmp_path)
-    assert calls == [("AutoModel", "org/tiny", None), ("AutoTokenizer", "org/tiny", None)]
+    assert calls == [("AutoConfig", "org/tiny", None), ("AutoModel", "org/tiny", None), ("AutoTokenizer", "org/tiny", None)]
