@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from xstilts.config.loading import describe_validation_error, read_yaml, unshare
-from xstilts.config.schema import ExperimentConfig, QuickstartConfig
+from xstilts.config.schema import ExperimentConfig, ModelMode, QuickstartConfig
 from xstilts.config.study import StudyConfig, apply_setting, axis_entries, combinations
 from xstilts.errors import UserError, did_you_mean
 from xstilts.experiments.fingerprint import hash_file, hash_json
@@ -237,6 +237,9 @@ def phase2_identity(config: ExperimentConfig, prepare: str | None) -> dict:
         "seed": config.seed, "data_seed": config.data_seed, "precision": config.precision.value,
         "data": {task: str(Path(config.data[task]).resolve()) if task in config.data else None for task in phase.tasks},
         "task_specs": task_specs_identity(config),
+        # As run_key_parts: text-to-text mode and its prompt change the training text (encoder ids unchanged).
+        **({"text_to_text": {"mode": config.mode.value, "prompt": config.text_to_text.prompt}}
+           if config.mode is ModelMode.TEXT_TO_TEXT else {}),
     }
 
 
