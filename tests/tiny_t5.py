@@ -9,6 +9,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
 from xstilts.models.text_to_text import TextToTextModel
+from xstilts.models.tiny import untie_output_projection
 
 SPECIALS = ["<pad>", "</s>", "<unk>"]
 
@@ -26,15 +27,20 @@ def build_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
 
 
-def build_tiny_t5(tokenizer: PreTrainedTokenizerFast, seed: int = 0, d_model: int = 32) -> TextToTextModel:
-    """A randomly initialised 1+1-layer T5 over the tokenizer's vocabulary."""
+def build_tiny_t5(tokenizer: PreTrainedTokenizerFast, seed: int = 0, d_model: int = 32, layers: int = 1) -> TextToTextModel:
+    """A randomly initialised T5 v1.1-style model (gated GELU, LM head untied as in mT5, four
+    heads: two learn the position-to-position alignment of tagging far more slowly) with
+    `layers` encoder and decoder layers, over the tokenizer's vocabulary."""
     torch.manual_seed(seed)
     config = T5Config(
-        vocab_size=len(tokenizer), d_model=d_model, d_kv=d_model // 2, d_ff=2 * d_model, num_layers=1,
-        num_decoder_layers=1, num_heads=2, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer), d_model=d_model, d_kv=d_model // 4, d_ff=2 * d_model, num_layers=layers,
+        num_decoder_layers=layers, num_heads=4, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id, dropout_rate=0.0,
     )
-    return TextToTextModel(T5ForConditionalGeneration(config))
+    seq2seq = T5ForConditionalGeneration(config)
+    untie_output_projection(seq2seq)
+    return TextToTextModel(seq2seq)
 
 
 class ScriptedGenerator(nn.Module):
