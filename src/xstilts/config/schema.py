@@ -325,6 +325,27 @@ class PretrainConfig(Strict):
     max_length: PositiveInt = 64
 
 
+class TinyT5Config(Strict):
+    """The miniature's text-to-text start models (research question (a)): a tiny T5 v1.1-style
+    model with a SentencePiece Unigram tokenizer trained on the synthetic text, pretrained with
+    span corruption on every synthetic language (`quickstart:t5`), and its "instruction-tuned"
+    counterpart, trained from it on `instruct_tasks` with their `instruct_prompt` templates
+    (`quickstart:t5-instruct`, a FLAN stand-in)."""
+
+    vocab_size: PositiveInt = Field(1000, description="most SentencePiece pieces (a small corpus may give fewer); 32 sentinels on top")
+    d_model: PositiveInt = 128
+    num_layers: PositiveInt = Field(2, description="encoder blocks, and as many decoder blocks")
+    num_heads: PositiveInt = 4
+    d_ff: PositiveInt = Field(256, description="gated-GELU feed-forward width")
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig, description="span-corruption pretraining")
+    instruct_tasks: list[str] = Field(
+        default_factory=lambda: ["synth-topic", "synth-squad", "synth-ner", "synth-pos"],
+        description="the instruction mixture: English training data of these tasks (keep the study's tasks out)",
+    )
+    instruct_prompt: str = Field("instruct", description="the prompt template of each instruction task")
+    instruct_train: TrainConfig = Field(default_factory=TrainConfig, description="instruction training (text-to-text, mixed batches)")
+
+
 class QuickstartConfig(Strict):
     """The offline miniature: synthetic data -> tiny model -> MLM -> arms x targets -> zero-shot."""
 
@@ -342,5 +363,9 @@ class QuickstartConfig(Strict):
     intermediate_train: TrainConfig = Field(default_factory=TrainConfig)
     target_train: TrainConfig = Field(default_factory=TrainConfig)
     eval_splits: list[str] = Field(default_factory=lambda: ["test"])
+    t5: TinyT5Config = Field(default_factory=TinyT5Config)
+    prepare_t5: bool = Field(
+        False, description="also prepare the tiny T5 pair (quickstart:t5, quickstart:t5-instruct); a study whose runs use them sets it"
+    )
     device: Device = Device.AUTO
     precision: Precision = Precision.FP32

@@ -4,6 +4,14 @@ generate synthetic languages -> tiny model + tokenizer -> MLM pretraining on eve
 -> for each arm (random-init control, no intermediate, intermediate task(s)) and target:
 English target training -> zero-shot evaluation on every synthetic language -> table.
 Every artifact is content-keyed under the work dir and reused by later quickstarts.
+
+With `prepare_t5` (set by a study whose runs use `quickstart:t5` or `quickstart:t5-instruct`),
+the miniature also holds research question (a)'s text-to-text start models: a tiny T5 with a
+SentencePiece tokenizer trained on the synthetic text, pretrained with span corruption on every
+synthetic language, and its "instruction-tuned" counterpart (multi-task text-to-text training
+on `t5.instruct_tasks` with their instruction prompts: a FLAN stand-in). The instruct folder's
+name starts with `tiny-t5-instruct-`, which its model card (models/cards/tiny-t5-instruct.yaml)
+matches, so reports flag the instruction tasks as seen.
 """
 
 from __future__ import annotations
@@ -17,18 +25,24 @@ from statistics import fmean
 from rich.console import Console
 from rich.table import Table
 
+from xstilts.atomic import atomic_directory
 from xstilts.config.loading import load_config
-from xstilts.config.schema import ExperimentConfig, QuickstartConfig
+from xstilts.config.schema import ExperimentConfig, Mixing, MixtureConfig, QuickstartConfig, TextToTextConfig
+from xstilts.data.loading import load_examples
 from xstilts.errors import UserError
 from xstilts.experiments.fingerprint import hash_file, hash_json, hash_tree
+from xstilts.experiments.phases import subsample
 from xstilts.experiments.run import make_progress, run_experiment
 from xstilts.experiments.store import ResultsStore, store_home
-from xstilts.models.tiny import BUILDER_VERSION, build_tiny_model
+from xstilts.formats.base import get_format
+from xstilts.models.runtime import resolve_device, seed_everything
+from xstilts.models.text_to_text import TextToTextModel
+from xstilts.models.tiny import BUILDER_VERSION, T5_BUILDER_VERSION, build_tiny_model, build_tiny_t5
 from xstilts.synthetic.generate import generate_benchmark
 from xstilts.synthetic.languages import load_languages
 from xstilts.tasks.registry import TaskRegistry, load_registry
-from xstilts.training.pretrain import pretrain_mlm
-from xstilts.models.runtime import resolve_device
+from xstilts.training.loop import TRAINING_VERSION, TrainTask, train_model
+from xstilts.training.pretrain import load_seq2seq_lm, pretrain_mlm, pretrain_span_corruption
 
 QUICKSTART_CONFIG = Path(str(resources.files("xstilts.experiments") / "quickstart.yaml"))
 CONTROL_ARM = "control"
@@ -36,11 +50,14 @@ CONTROL_ARM = "control"
 
 @dataclass(frozen=True)
 class Miniature:
-    """The prepared miniature: the synthetic benchmark's folder and the two tiny models."""
+    """The prepared miniature: the synthetic benchmark's folder and the tiny models (the T5 pair
+    only when the config's `prepare_t5` asks for it)."""
 
     data: Path
     initial: Path
     pretrained: Path
+    t5: Path | None = None
+    t5_instruct: Path | None = None
 
 
 def data_folder(cfg: QuickstartConfig, workdir: Path) -> Path:
@@ -93,11 +110,15 @@ def model_folders(cfg: QuickstartConfig, data: Path, workdir: Path) -> tuple[Pat
 
 
 def prepare_miniature(cfg: QuickstartConfig, workdir: Path, console: Console) -> Miniature:
-    """Generate the synthetic benchmark, build the tiny model and pretrain it (each step only
-    when its content-keyed folder is missing); what a study's `prepare` node runs."""
-    check_languages(cfg, load_registry())
+    """Generate the synthetic benchmark, build the tiny model and pretrain it, and with
+    `prepare_t5` the T5 pair (each step only when its content-keyed folder is missing); what a
+    study's `prepare` node runs."""
+    registry = load_registry()
+    check_languages(cfg, registry)
     data = prepare_data(cfg, workdir, console)
-    return Miniature(data, *prepare_models(cfg, data, workdir, console))
+    initial, pretrained = prepare_models(cfg, data, workdir, console)
+    t5 = prepare_t5_models(cfg, data, workdir, console, registry) if cfg.prepare_t5 else (None, None)
+    return Miniature(data, initial, pretrained, *t5)
 
 
 def find_miniature(cfg: QuickstartConfig, workdir: Path) -> Miniature | None:
@@ -105,10 +126,83 @@ def find_miniature(cfg: QuickstartConfig, workdir: Path) -> Miniature | None:
     data = data_folder(cfg, workdir)
     if not (data / "manifest.json").exists():
         return None
-    initial, pretrained = model_folders(cfg, data, workdir)
-    if not ((initial / "config.json").exists() and (pretrained / "config.json").exists()):
+    models = model_folders(cfg, data, workdir)
+    if cfg.prepare_t5:
+        models += t5_folders(cfg, data, workdir, load_registry())[1:]  # the random-init T5 is no placeholder
+    if not all((model / "config.json").exists() for model in models):
         return None
-    return Miniature(data, initial, pretrained)
+    return Miniature(data, *models)
+
+
+def t5_folders(cfg: QuickstartConfig, data: Path, workdir: Path, registry: TaskRegistry) -> tuple[Path, Path, Path]:
+    """Where the tiny T5 of `cfg` is: random-init, span-corruption pretrained, instruction-trained."""
+    t5 = cfg.t5
+    sizes = t5.model_dump(include={"vocab_size", "d_model", "num_layers", "num_heads", "d_ff"})
+    corpus_key = hash_json([hash_tree(data / "mlm"), sizes, cfg.seed, T5_BUILDER_VERSION])[:12]
+    span_key = hash_json([corpus_key, t5.pretrain.model_dump(), cfg.precision.value])[:12]
+    # The instruction data as trained on: the tasks' files, their specs (prompt templates) and formats.
+    specs = [registry.get(name) for name in t5.instruct_tasks]
+    tasks = [[spec.model_dump(mode="json"), hash_tree(instruction_data(cfg, data, spec.name))] for spec in specs]
+    settings = [t5.instruct_prompt, t5.instruct_train.model_dump(), cfg.seed, TRAINING_VERSION]
+    instruct_key = hash_json([span_key, tasks, settings, cfg.precision.value])[:12]
+    return workdir / f"tiny-t5-{corpus_key}", workdir / f"tiny-t5-sc-{span_key}", workdir / f"tiny-t5-instruct-{instruct_key}"
+
+
+def instruction_data(cfg: QuickstartConfig, data: Path, task: str) -> Path:
+    if task not in cfg.data:
+        raise UserError(f"key 't5.instruct_tasks': task {task!r} has no folder in the miniature's 'data' map")
+    return data / cfg.data[task]
+
+
+def prepare_t5_models(
+    cfg: QuickstartConfig, data: Path, workdir: Path, console: Console, registry: TaskRegistry
+) -> tuple[Path, Path]:
+    """(span-corruption pretrained T5, instruction-trained T5), each built only when missing."""
+    initial, pretrained, instruct = t5_folders(cfg, data, workdir, registry)
+    texts = sorted((data / "mlm").glob("*.txt"))
+    device = resolve_device(cfg.device)
+    if not (initial / "config.json").exists():
+        lines = [line for path in texts for line in path.read_text(encoding="utf-8").splitlines()]
+        sizes = cfg.t5.model_dump(include={"vocab_size", "d_model", "num_layers", "num_heads", "d_ff"})
+        build_tiny_t5(initial, lines, seed=cfg.seed, **sizes)
+    if not (pretrained / "config.json").exists():
+        with make_progress(console) as progress:
+            pretrain_span_corruption(
+                initial, texts, pretrained, **cfg.t5.pretrain.model_dump(), seed=cfg.seed,
+                device=device, precision=cfg.precision, progress=progress,
+            )
+    if not (instruct / "config.json").exists():
+        train_instructions(cfg, data, pretrained, instruct, registry=registry, device=device, console=console)
+    return pretrained, instruct
+
+
+def train_instructions(
+    cfg: QuickstartConfig, data: Path, start: Path, out_dir: Path, *, registry: TaskRegistry, device, console: Console
+) -> Path:
+    """Multi-task text-to-text training of `start` on the English training data of
+    `t5.instruct_tasks`, each rendered with its `t5.instruct_prompt` template, in mixed batches
+    (FLAN's recipe in miniature); the seq2seq model and tokenizer are saved to `out_dir`."""
+    t5 = cfg.t5
+    seed_everything(cfg.seed)
+    seq2seq, tokenizer = load_seq2seq_lm(start)
+    settings = TextToTextConfig(prompt=t5.instruct_prompt)
+    tasks = []
+    for name in t5.instruct_tasks:
+        spec = registry.get(name)
+        fmt = get_format(spec.format, settings)
+        examples = load_examples(spec, "train", spec.train_language, instruction_data(cfg, data, name))
+        examples = subsample(examples, t5.instruct_train.max_train_examples, cfg.seed)
+        tasks.append(TrainTask(spec=spec, fmt=fmt, features=fmt.featurize(examples, tokenizer, spec, t5.instruct_train.max_length)))
+    model = TextToTextModel(seq2seq)
+    with make_progress(console) as progress:
+        train_model(
+            model, tasks, t5.instruct_train, tokenizer=tokenizer, device=device, precision=cfg.precision,
+            mixture=MixtureConfig(mixing=Mixing.MIXED_BATCH), seed=cfg.seed, progress=progress,
+        )
+    with atomic_directory(out_dir) as tmp:
+        model.seq2seq.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return out_dir
 
 
 def arm_configs(cfg: QuickstartConfig, data: Path, initial: Path, pretrained: Path) -> list[tuple[str, ExperimentConfig]]:

@@ -35,7 +35,12 @@ PREPARE, PHASE2, RUN = "prepare", "phase2", "run"
 # Node statuses besides the store's (running, failed, interrupted): done, and pending (never started).
 DONE, PENDING = "done", "pending"
 # `model` values that name the prepared miniature's models (Miniature fields).
-PLACEHOLDERS = {"quickstart:initial": "initial", "quickstart:pretrained": "pretrained"}
+PLACEHOLDERS = {
+    "quickstart:initial": "initial", "quickstart:pretrained": "pretrained",
+    # research question (a): the tiny T5 (span corruption) and its instruction-trained counterpart
+    "quickstart:t5": "t5", "quickstart:t5-instruct": "t5_instruct",
+}
+T5_PLACEHOLDERS = frozenset({"quickstart:t5", "quickstart:t5-instruct"})
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,8 @@ def load_study(path: Path | str, home: Path | str) -> Study:
     check_report(config, path)
     quickstart = load_quickstart(config, path)
     points = expand(config, path, base_document(config, path), quickstart and data_map(quickstart, home))
+    if quickstart is not None and any(point.config.model in T5_PLACEHOLDERS for point in points):
+        quickstart = quickstart.model_copy(update={"prepare_t5": True})  # the prepare node builds the T5 pair too
     return Study(config, path, home, points, build_graph(config.name, points, quickstart, home), quickstart)
 
 
