@@ -97,3 +97,22 @@ def test_chunked_predictions_reassemble_in_word_order_with_token_accuracy():
     predictions = fmt.predict(ScriptedModel(tokenizer, answers), features, [example], spec, tokenizer=tokenizer, **RUN)
     assert predictions == [tags[:5] + ["_"] * 5]
     assert fmt.score(predictions, [example], spec) == {"accuracy": pytest.approx(70.0), "unaligned_words": 0.0}
+
+
+def test_chunks_fit_with_a_sentencepiece_tokenizer_and_cover_every_word():
+    from xstilts.models.tiny import train_unigram_tokenizer
+
+    spec = spec_with("panx", max_target_length=12)
+    words = "Ada Lovelace wrote notes on the Analytical Engine in London for Babbage".split() * 3
+    corpus = [" ".join(words), " ".join(spec.labels), "panx: " + " ".join(words[:6])] * 20
+    tokenizer = train_unigram_tokenizer(corpus, vocab_size=80)
+    tags = (["B-PER", "I-PER"] + ["O"] * 9 + ["B-PER"]) * 3
+    fmt = get_format(spec.format, TextToTextConfig())
+    features = fmt.featurize([{"id": "x", "tokens": words, "labels": tags}], tokenizer, spec, max_length=16)
+    covered = [index for f in features for index in range(f["word_start"], f["word_end"])]
+    assert covered == list(range(len(words))) and len(features) > 3
+    for feature in features:
+        start, end = feature["word_start"], feature["word_end"]
+        assert len(feature["input_ids"]) <= 16 and len(feature["target_ids"]) <= 12
+        assert tokenizer.decode(feature["input_ids"], skip_special_tokens=True) == "panx: " + " ".join(words[start:end])
+        assert tokenizer.decode(feature["target_ids"], skip_special_tokens=True) == " ".join(tags[start:end])
