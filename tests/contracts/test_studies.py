@@ -12,11 +12,11 @@ from xstilts.analysis.degradation import parse_size
 from xstilts.analysis.groups import load_language_groups
 from xstilts.analysis.reference import load_references
 from xstilts.config.loading import read_yaml
+from xstilts.config.schema import ModelMode
 from xstilts.config.study import axis_entries
-from xstilts.errors import UserError
-from xstilts.experiments.study import PLACEHOLDERS, RUN, load_study
-from xstilts.models.sources import resolve_model_source
+from xstilts.experiments.study import PHASE2, PLACEHOLDERS, RUN, load_study
 from xstilts.tasks.registry import load_registry
+from xstilts.tasks.spec import Format
 
 STUDIES = Path(__file__).resolve().parents[2] / "configs" / "studies"
 SHIPPED = sorted(STUDIES.glob("*.yaml"))
@@ -72,24 +72,50 @@ def test_mini_forms_run_on_the_miniature_and_full_forms_on_hub_models(tmp_path, 
     assert not any(point.config.model.startswith("quickstart:") for point in full.points)
     assert full.config.executor.slurm.gpus_per_node >= 1 and {p.config.precision.value for p in full.points} == {"bf16"}
     models = {point.labels[mini.config.report.arm_axis]: point.config.model for point in mini.points}
-    if question == "rq-a-instruction":
-        return  # its start models are text-to-text (below)
+    assert set(models.values()) <= set(PLACEHOLDERS)
+    if question == "rq-a-instruction":  # text-to-text start models, no control (below)
+        assert models[mini.config.report.baseline] == "quickstart:t5"
+        return
     if question != "rq-e-size":  # a size axis holds only sizes
         assert models[mini.config.report.control] == "quickstart:initial"
     assert models[mini.config.report.baseline] == "quickstart:pretrained"
     assert set(models.values()) <= set(PLACEHOLDERS)
 
 
-def test_the_instruction_mini_study_names_the_models_it_still_needs(tmp_path):
-    """Research question (a) needs text-to-text start models (issue 12): its mini form validates and
-    fails at a node's first step with one line naming the missing model."""
-    study = load_study(STUDIES / "rq-a-instruction-mini.yaml", tmp_path)
-    models = sorted({point.config.model for point in study.points})
-    assert models == ["packaged:tiny-t5", "packaged:tiny-t5-instruct"]
-    for model in models:
-        name = model.split(":", 1)[1]
-        with pytest.raises(UserError, match=rf"^packaged model '{name}' is not available: text-to-text \(T5-family\) start models"):
-            resolve_model_source(model, tmp_path)
+@pytest.mark.parametrize("name", ["rq-a-instruction", "rq-a-instruction-mini"])
+def test_the_instruction_studies_run_text_to_text_with_and_without_instructions(tmp_path, name):
+    """Research question (a): every run is text-to-text, each start model runs with the mT5
+    rendering and with the tasks' `instruct` prompts, and every task the runs train on has one."""
+    study = load_study(STUDIES / f"{name}.yaml", tmp_path)
+    assert {point.config.mode for point in study.points} == {ModelMode.TEXT_TO_TEXT}
+    prompts = {point.labels["prompt"]: point.config.text_to_text.prompt for point in study.points}
+    assert prompts == {"plain": None, "instruct": "instruct"}
+    registry = load_registry()
+    for point in study.points:
+        config = point.config
+        tasks = [config.target.task, *(config.intermediate.tasks if config.intermediate else [])]
+        for task in tasks:
+            spec = registry.get(task)
+            if config.text_to_text.prompt and spec.format is not Format.SPAN_CORRUPTION:
+                assert config.text_to_text.prompt in spec.prompts, (name, task)
+    # The prompt changes the training text: each (arm with phase 2, prompt, seed) trains its own phase 2.
+    trained = {p.labels["arm"] for p in study.points if p.config.intermediate}
+    assert sum(node.kind == PHASE2 for node in study.nodes.values()) == len(trained) * 2 * 3
+    arms = {}
+    for point in study.points:
+        intermediate = tuple(point.config.intermediate.tasks) if point.config.intermediate else ()
+        arms[point.labels["arm"]] = (point.config.model, intermediate, dict(point.config.target.auxiliary))
+    if name.endswith("-mini"):
+        assert arms == {
+            "base": ("quickstart:t5", (), {}), "base-nli": ("quickstart:t5", ("synth-mnli",), {}),
+            "instruct": ("quickstart:t5-instruct", (), {}), "instruct-nli": ("quickstart:t5-instruct", ("synth-mnli",), {}),
+        }
+        return
+    pairs = {"mt5": "google/mt5-base", "mt0": "bigscience/mt0-base", "t5": "google/t5-base-lm-adapt", "flan-t5": "google/flan-t5-base"}
+    for arm, model in pairs.items():
+        assert arms[arm] == (model, (), {}) and arms[f"{arm}-mnli"] == (model, ("mnli",), {})
+    mitigation = ("span-corruption-multilingual", 0.05)
+    assert arms["mt5-mnli-sc"] == ("google/mt5-base", ("mnli", mitigation[0]), dict([mitigation]))
 
 
 def test_the_morphology_and_language_minis_use_the_new_synthetic_data(tmp_path):
