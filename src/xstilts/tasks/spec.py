@@ -151,9 +151,17 @@ def template_fields(template: str) -> list[str]:
     """The `{name}` placeholders of a template, in order (`{{` and `}}` are literal braces).
 
     Raises:
-        ValueError: on an unbalanced brace.
+        ValueError: on an unbalanced brace, or a placeholder with a conversion or format spec
+            (`{label!r}`, `{label:>5}`): outputs are read back by stripping the fixed text.
     """
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    names = []
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if spec or conversion:
+            raise ValueError(f"placeholder {{{name}}} takes no conversion or format spec")
+        names.append(name)
+    return names
 
 
 class Prompt(BaseModel):

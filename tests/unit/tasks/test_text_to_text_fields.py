@@ -58,6 +58,7 @@ def test_template_fields():
          r"prompt 'p': unknown placeholder \{label\} in the target template"),
         ('    include: xnli\n    prompts: {p: {input: "{text_a", target: "{label}"}}\n', r"prompt 'p': input template: "),
         ('    include: xnli\n    prompts: {p: {input: "{text_a}", target: "yes"}}\n', r"must hold \{label\} exactly once"),
+        ('    include: xnli\n    prompts: {p: {input: "{text_a}", target: "{label:>5}"}}\n', r"target template: placeholder \{label\} takes no"),
         ('    include: pawsx\n    label_words: {"0": "no"}\n', r"must cover exactly the labels: missing \['1'\]"),
         ('    include: pawsx\n    label_words: {"0": "no", "1": "no"}\n', "must be distinct"),
         ('    include: udpos\n    label_words: {ADJ: a b}\n', "must cover exactly"),
