@@ -103,3 +103,20 @@ def test_align_tags_reads_label_words_back_into_labels(tmp_path):
     spec = load_registry([path]).get("t")
     assert default_target({"tokens": ["a", "b"], "labels": ["B-PER", "O"]}, spec, False) == "t1 t0"
     assert align_tags("t1 t0 B-PER", 3, spec) == (["B-PER", "O", UNALIGNED_TAG], 1)
+
+
+DUMMY = {
+    "pair_classification": PAIR,
+    "single_classification": {"id": "s", "text_a": "We ate bread.", "label": None},
+    "multiple_choice": COPA,
+    "span_qa": QA,
+    "tagging": {"id": "t", "tokens": ["Ada", "sleeps"], "labels": None},
+}
+
+
+@pytest.mark.parametrize("spec", [spec for spec in REGISTRY if spec.prompts], ids=lambda spec: spec.name)
+def test_every_shipped_prompt_renders(spec):
+    example = DUMMY[spec.format.value]
+    for name in spec.prompts:
+        text = render_input(example, spec, find_prompt(spec, name))
+        assert "{" not in text and text != render_input(example, spec, None), (spec.name, name)
