@@ -87,19 +87,8 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
 }
 
 
-# Names that shipped studies already use for models this version cannot build yet: asking for one
-# says what is missing instead of "unknown".
-PLANNED_MODELS = {
-    name: "text-to-text (T5-family) start models are not supported by this version of xstilts yet; "
-    "research question (a) (configs/studies/rq-a-instruction*.yaml) needs them"
-    for name in ("tiny-t5", "tiny-t5-instruct")
-}
-
-
 def get_packaged_model(name: str) -> PackagedModel:
     """Look a packaged model up by name; unknown names raise UserError with a suggestion."""
-    if name in PLANNED_MODELS:
-        raise UserError(f"packaged model {name!r} is not available: {PLANNED_MODELS[name]}")
     if name not in PACKAGED_MODELS:
         raise UserError(
             f"unknown packaged model {name!r}{did_you_mean(name, PACKAGED_MODELS)}; "
