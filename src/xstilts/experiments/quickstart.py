@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from statistics import fmean
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -137,15 +138,22 @@ def find_miniature(cfg: QuickstartConfig, workdir: Path) -> Miniature | None:
 def t5_folders(cfg: QuickstartConfig, data: Path, workdir: Path, registry: TaskRegistry) -> tuple[Path, Path, Path]:
     """Where the tiny T5 of `cfg` is: random-init, span-corruption pretrained, instruction-trained."""
     t5 = cfg.t5
-    sizes = t5.model_dump(include={"vocab_size", "d_model", "num_layers", "num_heads", "d_ff"})
-    corpus_key = hash_json([hash_tree(data / "mlm"), sizes, cfg.seed, T5_BUILDER_VERSION])[:12]
+    corpus_key = hash_json([hash_tree(data / "mlm"), t5_sizes(cfg), cfg.seed, T5_BUILDER_VERSION])[:12]
     span_key = hash_json([corpus_key, t5.pretrain.model_dump(), cfg.precision.value])[:12]
     # The instruction data as trained on: the tasks' files, their specs (prompt templates) and formats.
+    prompt = TextToTextConfig(prompt=t5.instruct_prompt)
     specs = [registry.get(name) for name in t5.instruct_tasks]
-    tasks = [[spec.model_dump(mode="json"), hash_tree(instruction_data(cfg, data, spec.name))] for spec in specs]
+    tasks = [
+        [spec.model_dump(mode="json"), get_format(spec.format, prompt).version, hash_tree(instruction_data(cfg, data, spec.name))]
+        for spec in specs
+    ]
     settings = [t5.instruct_prompt, t5.instruct_train.model_dump(), cfg.seed, TRAINING_VERSION]
     instruct_key = hash_json([span_key, tasks, settings, cfg.precision.value])[:12]
     return workdir / f"tiny-t5-{corpus_key}", workdir / f"tiny-t5-sc-{span_key}", workdir / f"tiny-t5-instruct-{instruct_key}"
+
+
+def t5_sizes(cfg: QuickstartConfig) -> dict[str, int]:
+    return cfg.t5.model_dump(include={"vocab_size", "d_model", "num_layers", "num_heads", "d_ff"})
 
 
 def instruction_data(cfg: QuickstartConfig, data: Path, task: str) -> Path:
@@ -163,8 +171,7 @@ def prepare_t5_models(
     device = resolve_device(cfg.device)
     if not (initial / "config.json").exists():
         lines = [line for path in texts for line in path.read_text(encoding="utf-8").splitlines()]
-        sizes = cfg.t5.model_dump(include={"vocab_size", "d_model", "num_layers", "num_heads", "d_ff"})
-        build_tiny_t5(initial, lines, seed=cfg.seed, **sizes)
+        build_tiny_t5(initial, lines, seed=cfg.seed, **t5_sizes(cfg))
     if not (pretrained / "config.json").exists():
         with make_progress(console) as progress:
             pretrain_span_corruption(
@@ -177,7 +184,7 @@ def prepare_t5_models(
 
 
 def train_instructions(
-    cfg: QuickstartConfig, data: Path, start: Path, out_dir: Path, *, registry: TaskRegistry, device, console: Console
+    cfg: QuickstartConfig, data: Path, start: Path, out_dir: Path, *, registry: TaskRegistry, device: torch.device, console: Console
 ) -> Path:
     """Multi-task text-to-text training of `start` on the English training data of
     `t5.instruct_tasks`, each rendered with its `t5.instruct_prompt` template, in mixed batches
