@@ -82,7 +82,7 @@ def _task_table(part: pd.DataFrame, task: str, arm: str, seed: str, frame: pd.Da
             present = [means[(name, metric, language)] for language in unseen if (name, metric, language) in means.index]
             zero_avg = float(sum(present) / len(present)) if present else None
             table_rows.append([name, metric, int(seeds[(name, metric)]), *cells, zero_avg])
-    notes = [f"Percent of the outputs per language, mean over seeds ({phase}, {config.split}); zero-shot avg: mean of "
+    notes = [f"Percent per language, mean over seeds ({phase}, {config.split}); zero-shot avg: mean of "
              "the zero-shot language columns."]
     notes += [f"{metric}: {DIAGNOSTICS[metric]}." for metric in metrics]
     columns = ["arm", "diagnostic", "seeds", *languages, "zero-shot avg"]
@@ -95,8 +95,8 @@ def _cell(means: pd.Series, key: tuple) -> float | None:
 
 
 SECTION_TEXT = (
-    "Text-to-text runs write text, so besides their scores (identical to the encoder heads' scorer) they store how "
-    "often the text itself went wrong, in percent of each evaluation's outputs: per target task, one row per arm and "
-    "diagnostic. A high wrong_script in the zero-shot languages is the accidental translation that mixing a little "
-    "multilingual span corruption into training (target.auxiliary) is meant to reduce."
+    "Besides their scores (the same scorer as with heads), text-to-text runs store how often the text they wrote "
+    "went wrong, in percent (each diagnostic's note says of what): per target task, one row per arm and diagnostic. "
+    "A high wrong_script in the zero-shot languages is the accidental translation that mixing a little multilingual "
+    "span corruption into training (target.auxiliary, or an intermediate task) is meant to reduce."
 )
