@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import transformers
 from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSeq2SeqLM, AutoModelForTextEncoding,
-                          AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase)
+                          AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase)
 
 from xstilts.errors import UserError
 from xstilts.formats.mlm import MaskedLMHead
@@ -111,7 +111,7 @@ def load_encoder(
     with quiet_transformers():
         try:
             config = AutoConfig.from_pretrained(resolved, **pinned(revision))
-            model_class = AutoModelForTextEncoding if config.is_encoder_decoder else AutoModel
+            model_class = AutoModelForTextEncoding if is_encoder_stack(config) else AutoModel
             encoder, info = model_class.from_pretrained(resolved, output_loading_info=True, **pinned(revision))
             tokenizer = AutoTokenizer.from_pretrained(resolved, **pinned(revision))
         except OSError as exc:
@@ -120,6 +120,13 @@ def load_encoder(
             raise UserError(f"model {source!r}: cannot load an encoder ({str(exc).splitlines()[0]})") from None
     check_loading_info(info, source, strict=strict)
     return encoder, tokenizer
+
+
+def is_encoder_stack(config: PretrainedConfig) -> bool:
+    """Whether the encoder of this model is the encoder stack of an encoder-decoder model: an
+    encoder-decoder checkpoint, or one saved from its encoder alone (T5EncoderModel clears
+    `is_encoder_decoder` in the config it saves)."""
+    return bool(config.is_encoder_decoder) or any(name.endswith("EncoderModel") for name in config.architectures or ())
 
 
 def load_seq2seq(
