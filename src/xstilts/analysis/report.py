@@ -2,7 +2,7 @@
 
 Which sections appear follows from the study's `report:` section and from what the runs hold: the
 arm x target table and its heatmap always; per-language tables (grouped by language properties);
-benchmark averages; subsets; per-example paired tests; model selection when the runs stored more
+text-to-text output diagnostics when the runs stored them; benchmark averages; subsets; per-example paired tests; model selection when the runs stored more
 than the English-dev choice; mixture complementarity when a mixture's members are arms too; size vs
 degradation; published reference numbers. A section that cannot be computed is replaced by a
 note saying why, so a partial study still gets a report.
