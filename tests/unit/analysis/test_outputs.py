@@ -120,3 +120,17 @@ def test_no_section_without_diagnostics(tmp_path):
     report = build_report(frame, REPORT, title="t", figures_dir=tmp_path, meta={})
     assert "Text-to-text outputs" not in [s.title for s in report.sections]
     assert "Arms x targets" in [s.title for s in report.sections]
+
+
+def test_a_prompt_axis_gives_one_section_per_prompt(tmp_path):
+    """Study (a) runs every arm with and without instructions: the report slices by the prompt axis."""
+    plain = study_frame().assign(**{"axis:prompt": "plain"})
+    instruct = study_frame().assign(**{"axis:prompt": "instruct"})
+    instruct["run"] = instruct["run"] + "-instruct"
+    instruct.loc[instruct["metric"] == "wrong_script", "value"] += 1.0
+    report = build_report(pd.concat([plain, instruct], ignore_index=True), REPORT, title="t", figures_dir=tmp_path, meta={})
+    sections = {s.title: s for s in report.sections if s.title.startswith("Text-to-text outputs")}
+    assert list(sections) == ["Text-to-text outputs (prompt=plain)", "Text-to-text outputs (prompt=instruct)"]
+    rows = {title: {table.title.split(":")[0]: table.rows[0] for table in s.tables} for title, s in sections.items()}
+    assert rows["Text-to-text outputs (prompt=plain)"]["xquad"] == ["base", "wrong_script", 2, 0.0, 11.0, 41.0, 26.0]
+    assert rows["Text-to-text outputs (prompt=instruct)"]["xquad"] == ["base", "wrong_script", 2, 1.0, 12.0, 42.0, 27.0]
