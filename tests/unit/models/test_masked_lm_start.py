@@ -9,7 +9,7 @@ from rich.console import Console
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertForMaskedLM, BertModel, XLMRobertaConfig, XLMRobertaForMaskedLM
 
-from xstilts.config.schema import HandOff
+from xstilts.config.schema import HandOff, ModelMode
 from xstilts.errors import UserError
 from xstilts.experiments.phases import add_missing_heads, load_start
 from xstilts.formats.batching import collate
@@ -56,9 +56,9 @@ def tiny_masked_lm(directory, family: str, tie: bool = True):
 
 
 def fake_context(tmp_path):
-    """What load_start reads from a run: the store's cache folder, the seed, the hub revision and the console."""
+    """What load_start reads from a run: the store's cache folder, the seed, the hub revision, the mode and the console."""
     return SimpleNamespace(store=SimpleNamespace(cache_dir=tmp_path / "cache"), seed=0, model_revision=None,
-                           console=Console(record=True, width=200))
+                           mode=ModelMode.ENCODER, console=Console(record=True, width=200))
 
 
 def masked_batch(tokenizer):
