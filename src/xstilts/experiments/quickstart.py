@@ -243,6 +243,8 @@ def run_quickstart(
     workdir = Path(workdir) if workdir else store_home(home) / "quickstart"
     data = prepare_data(cfg, workdir, console)
     initial, pretrained = prepare_models(cfg, data, workdir, console)
+    if cfg.prepare_t5:  # built for later studies; the quickstart's own arms use the tiny BERT
+        prepare_t5_models(cfg, data, workdir, console, registry)
     runs = {}
     for arm, config in arm_configs(cfg, data, initial, pretrained):
         console.print(f"[bold]arm {arm}[/]: target {config.target.task}")
