@@ -85,6 +85,12 @@ def test_noise_is_spread_over_positions():
     assert hits.sum() == 2 * 600 and hits.min() > 0.5 * hits.mean()
 
 
+def test_the_docstring_draw():
+    # 8 tokens at 50%: round(4) noise tokens in round(4 / 3) = 1 span; seed 0 rolls it to the end.
+    assert corrupt_spans([5, 6, 7, 8, 9, 10, 11, 12], sentinel_ids=[99, 98], eos_id=1, rng=np.random.default_rng(0),
+                         noise_density=0.5) == ([5, 6, 7, 8, 99, 1], [99, 9, 10, 11, 12, 1])
+
+
 def test_same_seed_same_corruption():
     tokens = list(range(10, 60))
     first = corrupt_spans(tokens, sentinel_ids=SENTINELS, eos_id=EOS, rng=np.random.default_rng(3))
