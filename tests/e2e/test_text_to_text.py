@@ -12,8 +12,8 @@ import pytest
 from rich.console import Console
 
 from fixtures_formats import CHANCE, write_formats_fixture
-from xstilts.config.schema import ExperimentConfig
-from xstilts.experiments.run import run_experiment
+from xstilts.config.schema import EvalConfig, ExperimentConfig
+from xstilts.experiments.run import evaluate_model, run_experiment
 from xstilts.experiments.store import ResultsStore
 from xstilts.models.tiny import build_tiny_t5
 from xstilts.training.checkpoint import checkpoint_mode, read_metadata
@@ -108,3 +108,22 @@ def test_intermediate_then_target_with_span_corruption_mixed_in(tmp_path, fixtur
     plain = run_experiment(experiment(fixture, tiny_t5, "toy-xnli", "text_to_text", **extra), home=store.home, console=QUIET)
     assert store.checkpoint_uses(plain, "intermediate")[0][1]  # the same phase 2
     assert not store.checkpoint_uses(plain, "target")[0][1]  # a target without span corruption is another checkpoint
+
+
+def test_eval_reads_the_mode_from_the_checkpoint_and_scores_as_the_run(tmp_path, fixture, tiny_t5):
+    """`xstilts eval` of a text-to-text target checkpoint: the mode comes from the checkpoint and
+    the rows equal the run's own sweep; generate-mode scoring adds its invalid-output share."""
+    store = ResultsStore(tmp_path / "store")
+    run = run_experiment(experiment(fixture, tiny_t5, "toy-topic", "text_to_text"), home=store.home, console=QUIET)
+    checkpoint = str(store.home / "runs" / run / "checkpoints" / "target")
+    common = {"model": checkpoint, "task": "toy-topic", "data_dir": fixture["data"]["toy-topic"],
+              "task_specs": fixture["specs"], "splits": ["test"], "device": "cpu"}
+    ranked = evaluate_model(EvalConfig.model_validate(common), home=store.home, console=QUIET)
+    expected = {language: value for (language, split), value in scores(store, run, "accuracy").items() if split == "test"}
+    assert {r.language: r.value for r in store.results(ranked) if r.metric == "accuracy"} == expected
+    generated = evaluate_model(
+        EvalConfig.model_validate({**common, "text_to_text": {"scoring": "generate"}}), home=store.home, console=QUIET
+    )
+    rows = {(r.language, r.metric): r.value for r in store.results(generated)}
+    assert {language for language, metric in rows if metric == "invalid_outputs"} == {"en", "de", "fr"}
+    assert rows[("en", "accuracy")] > CHANCE["toy-topic"] + 30
