@@ -12,14 +12,16 @@ the prefix is the spec's `task_prefix` (its head name unless `text_prefix` says 
   context or question is left out) -> the correct choice's text;
 - span QA: `"{prefix}: question: Q context: C"` -> the answer text; an unanswerable question
   -> NO_ANSWER_WORD, only for tasks that allow no answer (see span_qa.allows_no_answer);
-- tagging: `"{prefix}: w1 w2 ..."` -> `"TAG1 TAG2 ..."`, one tag word per input word, separated
-  by spaces (see `align_tags` for why this form).
+- tagging: `"{prefix}: w1 w2 ..."` -> `"w1 TAG1 w2 TAG2 ..."`, each word echoed before its tag
+  word (see text_tagging for why this form, `align_tags` for how it is read back).
 
 A named prompt (`TextToTextConfig.prompt`) replaces the input by its template and, when it has
 one, wraps the target in its target template (see tasks/spec.py PROMPT_INPUT_FIELDS).
 """
 
 from __future__ import annotations
+
+import difflib
 
 from xstilts.data.io import Example
 from xstilts.errors import UserError, did_you_mean
@@ -136,24 +138,58 @@ def unwrap_target(output: str, spec: TaskSpec, prompt: Prompt | None) -> str:
     return output.strip()
 
 
-def tag_sequence(labels: list[str], spec: TaskSpec) -> str:
-    """The target of a tagging example (or chunk): one tag word per word, space-separated."""
-    return " ".join(spec.label_word(label) for label in labels)
+def tag_sequence(words: list[str], labels: list[str], spec: TaskSpec) -> str:
+    """The target of a tagging example (or chunk): each word echoed, then its tag word.
+
+    Example: words `Ada sleeps`, labels `PROPN VERB` -> `"Ada PROPN sleeps VERB"`.
+    """
+    return " ".join(f"{word} {spec.label_word(label)}" for word, label in zip(words, labels, strict=True))
 
 
-def align_tags(output: str, num_words: int, spec: TaskSpec) -> tuple[list[str], int]:
-    """Read a generated tag sequence back into one label per word: (labels, unaligned words).
+def tagged_segments(output: str, words: list[str], spec: TaskSpec) -> list[tuple[str, str | None]]:
+    """A generated `w1 TAG1 w2 TAG2 ...` as (echoed word, tag word or None) pairs.
 
-    The target form is `TAG1 TAG2 ...` (no words copied): the shortest target, learnt by a tiny
-    model from positions alone, and one that never asks the model to copy target-language words,
-    which is exactly where accidental translation would break a word-matching alignment. The
-    i-th whitespace-separated tag belongs to the i-th word. A word without a tag (too few tags)
-    or whose tag is not a label word (unknown tag, garbage) gets UNALIGNED_TAG and is counted;
-    tags past the last word are ignored. Never raises: every word gets exactly one prediction.
+    Pieces are whitespace-separated. A piece after an echoed word is its tag when it is a label
+    word; an input word there means the tag was left out (the piece starts the next pair), any
+    other piece is an unknown tag. So a word that is itself a label word (`O`) is read as a
+    word where a word is due, and one bad piece costs one pair.
+    """
+    tag_words = {spec.label_word(label) for label in spec.labels}
+    known = set(words)
+    segments: list[tuple[str, str | None]] = []
+    echoed: str | None = None
+    for piece in output.split():
+        if echoed is None:
+            echoed = piece
+        elif piece in tag_words:
+            segments.append((echoed, piece))
+            echoed = None
+        else:
+            segments.append((echoed, None))
+            echoed = piece if piece in known else None
+    if echoed is not None:
+        segments.append((echoed, None))
+    return segments
+
+
+def align_tags(output: str, words: list[str], spec: TaskSpec) -> tuple[list[str], int]:
+    """Read a generated `w1 TAG1 w2 TAG2 ...` back into one label per word: (labels, unaligned words).
+
+    The echoed words are matched to the input words in order with difflib.SequenceMatcher:
+    matching words take their tag, and a run of mis-echoed words between matches takes its tags
+    in order when it holds as many pairs as the run has words. A dropped, repeated or invented
+    pair thus costs only the words it touches, never a shift of every later tag (which is what
+    reading bare tags by position costs). Any other word (too few pairs, an unknown or missing
+    tag, garbage, an empty output) gets UNALIGNED_TAG and is counted. Never raises: every word
+    gets exactly one prediction.
     """
     by_word = {spec.label_word(label): label for label in spec.labels}
-    tags = output.split()
-    labels = [by_word.get(tags[index], UNALIGNED_TAG) if index < len(tags) else UNALIGNED_TAG for index in range(num_words)]
+    segments = tagged_segments(output, words, spec)
+    labels = [UNALIGNED_TAG] * len(words)
+    matcher = difflib.SequenceMatcher(None, [echoed for echoed, _ in segments], words, autojunk=False)
+    for operation, first, last, first_word, last_word in matcher.get_opcodes():
+        if operation == "equal" or (operation == "replace" and last - first == last_word - first_word):
+            labels[first_word:last_word] = [by_word.get(tag, UNALIGNED_TAG) for _, tag in segments[first:last]]
     return labels, labels.count(UNALIGNED_TAG)
 
 
@@ -165,7 +201,7 @@ def default_target(example: Example, spec: TaskSpec, allow_no_answer: bool) -> s
         return example["choices"][example["label"]]
     if spec.format is Format.SPAN_QA:
         return answer_target(example, allow_no_answer)
-    return tag_sequence(example["labels"], spec)
+    return tag_sequence(example["tokens"], example["labels"], spec)
 
 
 def answer_target(example: Example, allow_no_answer: bool) -> str:

@@ -44,7 +44,7 @@ def test_default_inputs_and_targets_of_every_format():
     udpos = REGISTRY.get("udpos")
     tagged = {"id": "3", "tokens": ["Ada", "sleeps"], "labels": ["PROPN", "VERB"]}
     assert render_input(tagged, udpos, None) == "udpos: Ada sleeps"
-    assert default_target(tagged, udpos, False) == "PROPN VERB"
+    assert default_target(tagged, udpos, False) == "Ada PROPN sleeps VERB"
 
 
 def test_unanswerable_becomes_a_word_only_where_no_answer_is_allowed():
@@ -80,20 +80,36 @@ def test_unknown_prompt_is_a_one_line_error_naming_task_prompt_and_prompts():
     assert find_prompt(REGISTRY.get("xnli"), None) is None
 
 
+WORDS = ["Ada", "sees", "Rome"]
+
+
 @pytest.mark.parametrize(
     "output, expected, unaligned",
     [
-        ("PROPN VERB NOUN", ["PROPN", "VERB", "NOUN"], 0),
-        ("PROPN VERB", ["PROPN", "VERB", UNALIGNED_TAG], 1),  # too few
-        ("PROPN VERB NOUN ADJ ADJ", ["PROPN", "VERB", "NOUN"], 0),  # too many: the extra are ignored
-        ("PROPN VREB NOUN", ["PROPN", UNALIGNED_TAG, "NOUN"], 1),  # unknown tag
+        ("Ada PROPN sees VERB Rome PROPN", ["PROPN", "VERB", "PROPN"], 0),
+        ("Ada PROPN sees VERB", ["PROPN", "VERB", UNALIGNED_TAG], 1),  # too few pairs
+        ("Ada PROPN Rome PROPN", ["PROPN", UNALIGNED_TAG, "PROPN"], 1),  # a pair dropped inside: no shift
+        ("Ada PROPN sees VERB Rome PROPN Rome NOUN ADJ", ["PROPN", "VERB", "PROPN"], 0),  # too many: extra ignored
+        ("Ada PROPN Ada PROPN sees VERB Rome PROPN", ["PROPN", "VERB", "PROPN"], 0),  # a pair repeated
+        ("Ada PROPN seen VERB Rome PROPN", ["PROPN", "VERB", "PROPN"], 0),  # a mis-copied word between matches
+        ("Ada PROPN sees VREB Rome PROPN", ["PROPN", UNALIGNED_TAG, "PROPN"], 1),  # unknown tag
+        ("Ada sees VERB Rome PROPN", [UNALIGNED_TAG, "VERB", "PROPN"], 1),  # a tag left out
+        ("PROPN VERB PROPN", [UNALIGNED_TAG] * 3, 3),  # bare tags: one pair, matching no word
         ("", [UNALIGNED_TAG] * 3, 3),  # empty
-        ("Ada schläft gut!", [UNALIGNED_TAG] * 3, 3),  # garbage (an accidental translation)
-        ("  PROPN\tVERB  NOUN ", ["PROPN", "VERB", "NOUN"], 0),  # any white space separates
+        ("Ada schläft in Rom", [UNALIGNED_TAG] * 3, 3),  # garbage (an accidental translation)
+        ("  Ada\tPROPN sees  VERB\nRome PROPN ", ["PROPN", "VERB", "PROPN"], 0),  # any white space separates
     ],
 )
 def test_align_tags_gives_every_word_one_prediction(output, expected, unaligned):
-    assert align_tags(output, 3, REGISTRY.get("udpos")) == (expected, unaligned)
+    assert align_tags(output, WORDS, REGISTRY.get("udpos")) == (expected, unaligned)
+
+
+def test_align_tags_reads_a_word_that_is_a_label_word_as_a_word():
+    spec = REGISTRY.get("panx")
+    words = ["O", "Ada", "O"]
+    target = default_target({"tokens": words, "labels": ["O", "B-PER", "O"]}, spec, False)
+    assert target == "O O Ada B-PER O O"
+    assert align_tags(target, words, spec) == (["O", "B-PER", "O"], 0)
 
 
 def test_align_tags_reads_label_words_back_into_labels(tmp_path):
@@ -101,8 +117,8 @@ def test_align_tags_reads_label_words_back_into_labels(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text(f"tasks:\n  - name: t\n    include: panx\n    label_words: {{{words}}}\n", encoding="utf-8")
     spec = load_registry([path]).get("t")
-    assert default_target({"tokens": ["a", "b"], "labels": ["B-PER", "O"]}, spec, False) == "t1 t0"
-    assert align_tags("t1 t0 B-PER", 3, spec) == (["B-PER", "O", UNALIGNED_TAG], 1)
+    assert default_target({"tokens": ["a", "b"], "labels": ["B-PER", "O"]}, spec, False) == "a t1 b t0"
+    assert align_tags("a t1 b t0 c B-PER", ["a", "b", "c"], spec) == (["B-PER", "O", UNALIGNED_TAG], 1)
 
 
 DUMMY = {

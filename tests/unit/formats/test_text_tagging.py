@@ -1,4 +1,4 @@
-"""Text-to-text tagging: chunking so every word is predicted, alignment of malformed outputs."""
+"""Text-to-text tagging (`w1 TAG1 w2 TAG2 ...`): chunking so every word is predicted, alignment of malformed outputs."""
 
 import pytest
 import torch
@@ -20,6 +20,10 @@ def spec_with(name: str, **fields) -> TaskSpec:
     return TaskSpec.model_validate({**REGISTRY.get(name).model_dump(), **fields})
 
 
+def echoed(words: list[str], tags: list[str]) -> str:
+    return " ".join(f"{word} {tag}" for word, tag in zip(words, tags, strict=True))
+
+
 def tokenizer_for(spec: TaskSpec):
     return build_tokenizer([f"{spec.task_prefix}: " + " ".join(WORDS), " ".join(spec.labels), "Ada schläft gut !"])
 
@@ -29,7 +33,8 @@ def tokenizer_for(spec: TaskSpec):
     [
         (64, None, [(0, 10)]),
         (6, None, [(0, 4), (4, 8), (8, 10)]),  # input: "panx:" (one word-level token) + 4 words + eos
-        (64, 4, [(0, 3), (3, 6), (6, 9), (9, 10)]),  # target: 3 tags + eos
+        (64, 7, [(0, 3), (3, 6), (6, 9), (9, 10)]),  # target: 3 words and their tags + eos
+        (64, 4, [(index, index + 1) for index in range(10)]),  # target: 1 word and its tag + eos
         (3, None, [(index, index + 1) for index in range(10)]),  # a word alone is always a chunk
     ],
 )
@@ -44,7 +49,7 @@ def test_long_sentences_are_cut_into_chunks_that_fit(max_length, max_target_leng
         start, end = feature["word_start"], feature["word_end"]
         assert len(feature["input_ids"]) <= max(max_length, 3)
         assert feature["input_ids"] == tokenizer("panx: " + " ".join(WORDS[start:end]), truncation=True, max_length=max_length)["input_ids"]
-        assert feature["target_ids"] == tokenizer(" ".join(NER[start:end]))["input_ids"]
+        assert feature["target_ids"] == tokenizer(echoed(WORDS[start:end], NER[start:end]))["input_ids"]
 
 
 def test_malformed_generations_give_counted_catch_alls_and_every_word_a_prediction():
@@ -53,12 +58,13 @@ def test_malformed_generations_give_counted_catch_alls_and_every_word_a_predicti
     sentences = [WORDS[:3], WORDS[3:6], WORDS[6:8], WORDS[8:10], ["w0"], ["w1", "w2"]]
     gold = [["B-PER", "I-PER", "O"], ["O", "B-LOC", "O"], ["B-ORG", "O"], ["O", "O"], ["O"], ["B-PER", "O"]]
     outputs = [
-        "B-PER I-PER O",  # right
-        "O B-LOC",  # too few: the last word is unaligned
-        "B-ORG O O B-PER",  # too many: the extra tags are ignored
-        "O I-XYZ",  # an unknown tag
+        "w0 B-PER w1 I-PER w2 O",  # right
+        "w3 O w4 B-LOC",  # too few: the last word is unaligned
+        "w6 B-ORG w7 O w8 O w9 B-PER",  # too many: the extra pairs are ignored
+        "w8 O w9 I-XYZ",  # an unknown tag
         "",  # empty
         "Ada schläft gut !",  # garbage
+        # (more malformed forms: tests/unit/formats/test_text_rendering.py, align_tags)
     ]
     examples = [{"id": str(i), "tokens": words, "labels": tags} for i, (words, tags) in enumerate(zip(sentences, gold))]
     answers = {render_input({"tokens": words}, spec, None): output for words, output in zip(sentences, outputs)}
@@ -91,8 +97,8 @@ def test_chunked_predictions_reassemble_in_word_order_with_token_accuracy():
     features = fmt.featurize([example], tokenizer, spec, max_length=7)  # "synth-morph:" + 5 words + eos
     assert [(f["word_start"], f["word_end"]) for f in features] == [(0, 5), (5, 10)]
     answers = {
-        render_input({"tokens": WORDS[:5]}, spec, None): " ".join(tags[:5]),
-        render_input({"tokens": WORDS[5:]}, spec, None): "_ _ _ _ _",  # right on 2 of 5 (words 6 and 8)
+        render_input({"tokens": WORDS[:5]}, spec, None): echoed(WORDS[:5], tags[:5]),
+        render_input({"tokens": WORDS[5:]}, spec, None): echoed(WORDS[5:], ["_"] * 5),  # right on 2 of 5 (words 6 and 8)
     }
     predictions = fmt.predict(ScriptedModel(tokenizer, answers), features, [example], spec, tokenizer=tokenizer, **RUN)
     assert predictions == [tags[:5] + ["_"] * 5]
@@ -102,7 +108,7 @@ def test_chunked_predictions_reassemble_in_word_order_with_token_accuracy():
 def test_chunks_fit_with_a_sentencepiece_tokenizer_and_cover_every_word():
     from xstilts.models.tiny import train_unigram_tokenizer
 
-    spec = spec_with("panx", max_target_length=12)
+    spec = spec_with("panx", max_target_length=20)
     words = "Ada Lovelace wrote notes on the Analytical Engine in London for Babbage".split() * 3
     corpus = [" ".join(words), " ".join(spec.labels), "panx: " + " ".join(words[:6])] * 20
     tokenizer = train_unigram_tokenizer(corpus, vocab_size=80)
@@ -113,6 +119,6 @@ def test_chunks_fit_with_a_sentencepiece_tokenizer_and_cover_every_word():
     assert covered == list(range(len(words))) and len(features) > 3
     for feature in features:
         start, end = feature["word_start"], feature["word_end"]
-        assert len(feature["input_ids"]) <= 16 and len(feature["target_ids"]) <= 12
+        assert len(feature["input_ids"]) <= 16 and len(feature["target_ids"]) <= 20
         assert tokenizer.decode(feature["input_ids"], skip_special_tokens=True) == "panx: " + " ".join(words[start:end])
-        assert tokenizer.decode(feature["target_ids"], skip_special_tokens=True) == " ".join(tags[start:end])
+        assert tokenizer.decode(feature["target_ids"], skip_special_tokens=True) == echoed(words[start:end], tags[start:end])
