@@ -175,21 +175,36 @@ def tagged_segments(output: str, words: list[str], spec: TaskSpec) -> list[tuple
 def align_tags(output: str, words: list[str], spec: TaskSpec) -> tuple[list[str], int]:
     """Read a generated `w1 TAG1 w2 TAG2 ...` back into one label per word: (labels, unaligned words).
 
-    The echoed words are matched to the input words in order with difflib.SequenceMatcher:
-    matching words take their tag, and a run of mis-echoed words between matches takes its tags
-    in order when it holds as many pairs as the run has words. A dropped, repeated or invented
-    pair thus costs only the words it touches, never a shift of every later tag (which is what
-    reading bare tags by position costs). Any other word (too few pairs, an unknown or missing
-    tag, garbage, an empty output) gets UNALIGNED_TAG and is counted. Never raises: every word
-    gets exactly one prediction.
+    Each (echoed word, tag) pair is given to an input word in three passes: (1) echoed words
+    matching the input words in order (difflib.SequenceMatcher); (2) an input word still
+    without a pair takes the first unused pair that echoes it, wherever it is, since the echo
+    names the word a tag belongs to (a tiny model often writes the right pairs in the wrong
+    order; order only breaks ties between repeated words); (3) between matches, a run of
+    mis-echoed words takes the unused pairs of its run that echo no input word, in order, when
+    there are as many of them as words (a mis-copied or translated word keeps its place). A dropped, repeated or invented pair thus costs only the words it touches, never
+    a shift of every later tag (which is what reading bare tags by position costs). Any other
+    word (too few pairs, an unknown or missing tag, garbage, an empty output) gets
+    UNALIGNED_TAG and is counted. Never raises: every word gets exactly one prediction.
     """
     by_word = {spec.label_word(label): label for label in spec.labels}
     segments = tagged_segments(output, words, spec)
-    labels = [UNALIGNED_TAG] * len(words)
+    known = set(words)
+    owner: list[int | None] = [None] * len(words)  # the pair each word takes
     matcher = difflib.SequenceMatcher(None, [echoed for echoed, _ in segments], words, autojunk=False)
-    for operation, first, last, first_word, last_word in matcher.get_opcodes():
-        if operation == "equal" or (operation == "replace" and last - first == last_word - first_word):
-            labels[first_word:last_word] = [by_word.get(tag, UNALIGNED_TAG) for _, tag in segments[first:last]]
+    opcodes = matcher.get_opcodes()
+    for operation, first, _, first_word, last_word in opcodes:
+        if operation == "equal":
+            owner[first_word:last_word] = range(first, first + last_word - first_word)
+    for index, word in enumerate(words):
+        if owner[index] is None:
+            owner[index] = next((pair for pair, (echoed, _) in enumerate(segments) if echoed == word and pair not in owner), None)
+    for operation, first, last, first_word, last_word in opcodes:
+        free_pairs = [pair for pair in range(first, last) if pair not in owner and segments[pair][0] not in known]
+        free_words = [index for index in range(first_word, last_word) if owner[index] is None]
+        if operation == "replace" and len(free_pairs) == len(free_words):
+            for index, pair in zip(free_words, free_pairs):
+                owner[index] = pair
+    labels = [UNALIGNED_TAG if pair is None else by_word.get(segments[pair][1], UNALIGNED_TAG) for pair in owner]
     return labels, labels.count(UNALIGNED_TAG)
 
 

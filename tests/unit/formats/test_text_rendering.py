@@ -91,6 +91,9 @@ WORDS = ["Ada", "sees", "Rome"]
         ("Ada PROPN Rome PROPN", ["PROPN", UNALIGNED_TAG, "PROPN"], 1),  # a pair dropped inside: no shift
         ("Ada PROPN sees VERB Rome PROPN Rome NOUN ADJ", ["PROPN", "VERB", "PROPN"], 0),  # too many: extra ignored
         ("Ada PROPN Ada PROPN sees VERB Rome PROPN", ["PROPN", "VERB", "PROPN"], 0),  # a pair repeated
+        ("Rome PROPN sees VERB Ada X", ["X", "VERB", "PROPN"], 0),  # pairs out of order: read by the echo
+        ("Rome PROPN sees VERB Ada VREB", [UNALIGNED_TAG, "VERB", "PROPN"], 1),  # ... and an unknown tag
+        ("Ada PROPN sees VERB sees NOUN", ["PROPN", "VERB", UNALIGNED_TAG], 1),  # another word's echo is not a guess
         ("Ada PROPN seen VERB Rome PROPN", ["PROPN", "VERB", "PROPN"], 0),  # a mis-copied word between matches
         ("Ada PROPN sees VREB Rome PROPN", ["PROPN", UNALIGNED_TAG, "PROPN"], 1),  # unknown tag
         ("Ada sees VERB Rome PROPN", [UNALIGNED_TAG, "VERB", "PROPN"], 1),  # a tag left out

@@ -122,3 +122,22 @@ def test_chunks_fit_with_a_sentencepiece_tokenizer_and_cover_every_word():
         assert len(feature["input_ids"]) <= 16 and len(feature["target_ids"]) <= 20
         assert tokenizer.decode(feature["input_ids"], skip_special_tokens=True) == "panx: " + " ".join(words[start:end])
         assert tokenizer.decode(feature["target_ids"], skip_special_tokens=True) == echoed(words[start:end], tags[start:end])
+    unlabelled = fmt.featurize([{"id": "x", "tokens": words, "labels": None}], tokenizer, spec, max_length=16)
+    assert [(f["word_start"], f["word_end"]) for f in unlabelled] == [(f["word_start"], f["word_end"]) for f in features]
+    assert not any("target_ids" in feature for feature in unlabelled)
+
+
+def test_a_prompt_target_template_wraps_the_pairs_and_counts_in_the_target_budget():
+    prompt = {"input": "Words: {tokens}", "target": "Tags: {tags} ."}
+    spec = spec_with("panx", max_target_length=9, prompts={"p": prompt})
+    tokenizer = build_tokenizer(["Words: Tags: . " + " ".join(WORDS), " ".join(spec.labels)])
+    example = {"id": "p", "tokens": WORDS[:5], "labels": NER[:5]}
+    fmt = get_format(spec.format, TextToTextConfig(prompt="p"))
+    features = fmt.featurize([example], tokenizer, spec, max_length=32)
+    # target room: 9 - "Tags:", "." and eos = 6 tokens = 3 words with their tags
+    assert [(f["word_start"], f["word_end"]) for f in features] == [(0, 3), (3, 5)]
+    assert tokenizer.decode(features[0]["target_ids"], skip_special_tokens=True) == "Tags: w0 O w1 B-PER w2 I-PER ."
+    assert tokenizer.decode(features[1]["input_ids"], skip_special_tokens=True) == "Words: w3 w4"
+    answers = {"Words: w0 w1 w2": "Tags: w0 O w1 B-PER w2 O .", "Words: w3 w4": "w3 O w4"}  # template left out: read as is
+    predictions = fmt.predict(ScriptedModel(tokenizer, answers), features, [example], spec, tokenizer=tokenizer, **RUN)
+    assert predictions == [["O", "B-PER", "O", "O", UNALIGNED_TAG]]

@@ -75,8 +75,10 @@ def test_classification_learns_in_rank_and_generate_mode():
 
 
 def test_tagging_learns_a_tag_per_word():
-    """Tag-only targets ask the model to align output positions with input positions (T5 has no
-    absolute positions): a tiny model needs ~1,000 steps and four heads for it."""
+    """Targets echo each word before its tag (`cat NOUN runs VERB`): the tag follows from the word
+    just written and is read back by the echo, not by position. With this word-level tokenizer
+    and no dropout the echo learns about as fast as bare tag sequences did (F1 89.4 at 1,000
+    steps); its gain shows through the loop with sentencepiece pieces and dropout (text_tagging)."""
     spec = REGISTRY.get("synth-pos")
     train_set, dev_set = pos_examples(400, seed=0), pos_examples(100, seed=1)
     tokenizer = build_tokenizer([render_input(example, spec, None) for example in train_set] + [" ".join(spec.labels)])
@@ -86,6 +88,7 @@ def test_tagging_learns_a_tag_per_word():
     features = fmt.featurize(dev_set, tokenizer, spec, max_length=32)
     predictions = fmt.predict(model, features, dev_set, spec, tokenizer=tokenizer, device=CPU, precision=Precision.FP32, batch_size=32)
     scores = fmt.score(predictions, dev_set, spec)
-    # measured (seed 0): F1 89.4, token accuracy 94.1, 2.5% unaligned; chance: token accuracy 50
+    # measured (seed 0): F1 71.3 / 83.6 / 88.4 at 300 / 700 / 1,000 steps; at 1,000: token accuracy
+    # 93.9, 6.1% unaligned; chance: token accuracy 50
     assert scores["f1"] > 75.0 and scores["unaligned_words"] < 10.0, scores
     assert token_accuracy(predictions, [example["labels"] for example in dev_set]) > 0.85
