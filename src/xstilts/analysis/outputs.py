@@ -30,8 +30,8 @@ DIAGNOSTICS = {
     "cannot do this; translated or rewritten answers can)",
     "invalid_outputs": "classification and multiple choice with scoring: generate: outputs that match no label "
     "word or option (counted wrong; rank scoring always picks one)",
-    "unaligned_words": "tagging: words whose generated tag could not be aligned back to them (too few tags, an "
-    "unknown tag), given a catch-all wrong tag",
+    "unaligned_words": "tagging: words for which no generated word-tag pair could be matched (a word left out "
+    "or rewritten, e.g. translated, a missing or unknown tag), given a catch-all wrong tag",
 }
 
 
