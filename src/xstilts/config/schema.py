@@ -367,5 +367,10 @@ class QuickstartConfig(Strict):
     prepare_t5: bool = Field(
         False, description="also prepare the tiny T5 pair (quickstart:t5, quickstart:t5-instruct); a study whose runs use them sets it"
     )
+    prepare_bert: bool = Field(
+        True,
+        description="prepare the tiny BERT pair (quickstart:initial, quickstart:pretrained); a study whose runs use neither "
+        "clears it (`xstilts quickstart` always builds them: its arms use them)",
+    )
     device: Device = Device.AUTO
     precision: Precision = Precision.FP32

@@ -22,8 +22,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from xstilts.config.schema import Pooling, Precision, RetrievalConfig
 from xstilts.data.io import Example
 from xstilts.errors import UserError
+from xstilts.formats.batching import autocast
 from xstilts.models.packaged import get_packaged_model
-from xstilts.models.runtime import autocast
 from xstilts.models.sources import PACKAGED_PREFIX
 from xstilts.tasks.spec import Format, Metric, TaskSpec
 

@@ -11,11 +11,10 @@ from transformers import PreTrainedTokenizerBase
 from xstilts.config.schema import Precision
 from xstilts.data.io import Example
 from xstilts.formats.base import Feature, TaskFormat
+from xstilts.formats.batching import autocast, batches_in_order, collate
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.models.text_to_text import TextToTextModel
 from xstilts.tasks.spec import Metric, TaskSpec
-from xstilts.formats.batching import batches_in_order, collate
-from xstilts.models.runtime import autocast
 
 
 @dataclass

@@ -51,12 +51,12 @@ CONTROL_ARM = "control"
 
 @dataclass(frozen=True)
 class Miniature:
-    """The prepared miniature: the synthetic benchmark's folder and the tiny models (the T5 pair
-    only when the config's `prepare_t5` asks for it)."""
+    """The prepared miniature: the synthetic benchmark's folder and the tiny models (the BERT pair
+    unless the config's `prepare_bert` is off, the T5 pair only when `prepare_t5` asks for it)."""
 
     data: Path
-    initial: Path
-    pretrained: Path
+    initial: Path | None
+    pretrained: Path | None
     t5: Path | None = None
     t5_instruct: Path | None = None
 
@@ -111,13 +111,13 @@ def model_folders(cfg: QuickstartConfig, data: Path, workdir: Path) -> tuple[Pat
 
 
 def prepare_miniature(cfg: QuickstartConfig, workdir: Path, console: Console) -> Miniature:
-    """Generate the synthetic benchmark, build the tiny model and pretrain it, and with
-    `prepare_t5` the T5 pair (each step only when its content-keyed folder is missing); what a
-    study's `prepare` node runs."""
+    """Generate the synthetic benchmark, build the tiny model and pretrain it (with `prepare_bert`),
+    and with `prepare_t5` the T5 pair (each step only when its content-keyed folder is missing);
+    what a study's `prepare` node runs."""
     registry = load_registry()
     check_languages(cfg, registry)
     data = prepare_data(cfg, workdir, console)
-    initial, pretrained = prepare_models(cfg, data, workdir, console)
+    initial, pretrained = prepare_models(cfg, data, workdir, console) if cfg.prepare_bert else (None, None)
     t5 = prepare_t5_models(cfg, data, workdir, console, registry) if cfg.prepare_t5 else (None, None)
     return Miniature(data, initial, pretrained, *t5)
 
@@ -127,12 +127,11 @@ def find_miniature(cfg: QuickstartConfig, workdir: Path) -> Miniature | None:
     data = data_folder(cfg, workdir)
     if not (data / "manifest.json").exists():
         return None
-    models = model_folders(cfg, data, workdir)
-    if cfg.prepare_t5:
-        models += t5_folders(cfg, data, workdir, load_registry())[1:]  # the random-init T5 is no placeholder
-    if not all((model / "config.json").exists() for model in models):
+    bert = model_folders(cfg, data, workdir) if cfg.prepare_bert else (None, None)
+    t5 = t5_folders(cfg, data, workdir, load_registry())[1:] if cfg.prepare_t5 else (None, None)  # random-init T5: no placeholder
+    if not all((model / "config.json").exists() for model in (*bert, *t5) if model is not None):
         return None
-    return Miniature(data, *models)
+    return Miniature(data, *bert, *t5)
 
 
 def t5_folders(cfg: QuickstartConfig, data: Path, workdir: Path, registry: TaskRegistry) -> tuple[Path, Path, Path]:

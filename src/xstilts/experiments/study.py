@@ -41,6 +41,7 @@ PLACEHOLDERS = {
     "quickstart:t5": "t5", "quickstart:t5-instruct": "t5_instruct",
 }
 T5_PLACEHOLDERS = frozenset({"quickstart:t5", "quickstart:t5-instruct"})
+BERT_PLACEHOLDERS = frozenset(PLACEHOLDERS) - T5_PLACEHOLDERS
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,11 @@ def load_study(path: Path | str, home: Path | str) -> Study:
     check_report(config, path)
     quickstart = load_quickstart(config, path)
     points = expand(config, path, base_document(config, path), quickstart and data_map(quickstart, home))
-    if quickstart is not None and any(point.config.model in T5_PLACEHOLDERS for point in points):
-        quickstart = quickstart.model_copy(update={"prepare_t5": True})  # the prepare node builds the T5 pair too
+    if quickstart is not None:  # the prepare node builds the model pairs the runs use, and only those
+        models = {point.config.model for point in points}
+        quickstart = quickstart.model_copy(
+            update={"prepare_t5": bool(models & T5_PLACEHOLDERS), "prepare_bert": bool(models & BERT_PLACEHOLDERS)}
+        )
     return Study(config, path, home, points, build_graph(config.name, points, quickstart, home), quickstart)
 
 

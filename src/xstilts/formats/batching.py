@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from xstilts.config.schema import Precision
 from xstilts.formats.base import Feature
 
 TENSOR_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """bf16 autocast where asked (weights stay fp32, so no loss scaling is needed); the same
+    context for training, evaluation and generation."""
+    if precision is Precision.BF16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def collate(features: list[Feature], tokenizer: PreTrainedTokenizerBase, device: torch.device) -> dict:

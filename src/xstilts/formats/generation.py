@@ -18,17 +18,9 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from xstilts.config.schema import Precision
 from xstilts.formats.base import Feature
-from xstilts.formats.batching import pad_targets
+from xstilts.formats.batching import autocast, pad_targets
 
 IGNORE = -100
-
-
-def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
-    """bf16 autocast where asked, as models.runtime.autocast (formats sit below models, so the
-    three lines are repeated here rather than imported upwards)."""
-    if precision is Precision.BF16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager

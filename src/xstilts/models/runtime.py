@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 
 import numpy as np
 import torch
 
-from xstilts.config.schema import Device, Precision
+from xstilts.config.schema import Device
 from xstilts.errors import UserError
 
 
@@ -23,13 +22,6 @@ def resolve_device(device: Device) -> torch.device:
     if device is Device.CUDA and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(device.value)
-
-
-def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
-    """bf16 autocast where asked (weights stay fp32, so no loss scaling is needed)."""
-    if precision is Precision.BF16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def seed_everything(seed: int) -> None:

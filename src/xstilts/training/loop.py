@@ -20,10 +20,9 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 from xstilts.config.schema import DevAggregation, MixtureConfig, Mixing, Precision, TrainConfig
 from xstilts.evaluation.predict import EvalSplit, evaluate_split, primary_score
 from xstilts.formats.base import Feature, TaskFormat
+from xstilts.formats.batching import autocast, collate, example_units, shuffled_examples
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.tasks.spec import TaskSpec
-from xstilts.formats.batching import collate, example_units, shuffled_examples
-from xstilts.models.runtime import autocast
 from xstilts.training.distributed import all_reduce_gradients, broadcast_object, is_main, main_writes, rank, shard, world_size
 from xstilts.training.optim import build_adamw
 from xstilts.training.resume import Checkpointing, StopSignals, TrainingState, after_step, restore

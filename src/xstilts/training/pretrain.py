@@ -24,10 +24,9 @@ from xstilts.config.schema import Precision
 from xstilts.data.io import numbered_lines
 from xstilts.atomic import atomic_directory
 from xstilts.errors import UserError
-from xstilts.formats.batching import pad_targets
+from xstilts.formats.batching import autocast, pad_targets
 from xstilts.formats.span_corruption import corrupt_spans, sentinel_ids
 from xstilts.models.sources import check_loading_info, quiet_transformers
-from xstilts.models.runtime import autocast
 from xstilts.training.optim import build_adamw
 
 

@@ -59,10 +59,12 @@ def test_the_shipped_instruct_card_lists_the_shipped_instruction_mixture():
     assert not shipped.prepare_t5 and all(task in shipped.data for task in shipped.t5.instruct_tasks)
 
 
-def test_only_a_study_that_uses_the_t5_placeholders_prepares_them(tmp_path):
+def test_a_study_prepares_only_the_model_pairs_its_runs_use(tmp_path):
     assert {"quickstart:t5": "t5", "quickstart:t5-instruct": "t5_instruct"}.items() <= PLACEHOLDERS.items()
-    assert load_study(STUDIES / "rq-a-instruction-mini.yaml", tmp_path).quickstart.prepare_t5 is True
-    assert load_study(STUDIES / "rq-c-morphology-mini.yaml", tmp_path).quickstart.prepare_t5 is False
+    t5_only = load_study(STUDIES / "rq-a-instruction-mini.yaml", tmp_path).quickstart
+    assert (t5_only.prepare_t5, t5_only.prepare_bert) == (True, False)
+    bert_only = load_study(STUDIES / "rq-c-morphology-mini.yaml", tmp_path).quickstart
+    assert (bert_only.prepare_t5, bert_only.prepare_bert) == (False, True)
 
 
 def test_t5_folders_are_keyed_by_what_shapes_each_model(tmp_path):
@@ -107,6 +109,8 @@ def test_the_t5_pair_is_prepared_loadable_reused_and_flagged(tmp_path, monkeypat
     assert prepare_miniature(cfg, work, console) == miniature == find_miniature(cfg, work)
     without = find_miniature(tiny_config(), work)
     assert (without.t5, without.t5_instruct) == (None, None) and without.pretrained == miniature.pretrained
+    t5_only = find_miniature(tiny_config(prepare_t5=True, prepare_bert=False), work)
+    assert (t5_only.initial, t5_only.pretrained, t5_only.t5) == (None, None, miniature.t5)
     assert find_miniature(tiny_config(prepare_t5=True, t5={**TINY["t5"], "instruct_prompt": "other"}), work) is None
 
 
@@ -120,6 +124,7 @@ def test_a_study_node_resolves_the_t5_placeholders_to_the_prepared_folders(tmp_p
     loaded = load_study(study_file, tmp_path / "home")
     assert loaded.quickstart.prepare_t5 is True
     miniature = prepare_miniature(loaded.quickstart, tmp_path / "home" / "quickstart", Console(quiet=True))
+    assert miniature.initial is None and not list((tmp_path / "home" / "quickstart").glob("tiny-mlm-*"))  # no BERT pair
     resolved = {}
     for node in loaded.nodes.values():
         if node.kind == RUN:
