@@ -1,6 +1,6 @@
 """Studies: one YAML file -> a grid of experiments -> a graph of nodes whose shared work is shared.
 
-    prepare  the offline miniature (synthetic data, tiny model, MLM), when `quickstart:` is set
+    prepare  the offline miniature (synthetic data, the tiny models its runs use), when `quickstart:` is set
     phase2   one per distinct phase-2 identity (start model, intermediate config, seeds, data),
              feeding every grid point that needs it
     run      one per grid point: phase 3 and the zero-shot sweep, phase 2 from the cache

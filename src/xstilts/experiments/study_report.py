@@ -49,9 +49,10 @@ def phase_steps(config: ExperimentConfig, tasks: dict[str, str], train: TrainCon
 
 
 def node_steps(node: Node) -> int | None:
-    """Training steps of a node: MLM steps (prepare), phase 2's or phase 3's steps."""
+    """Training steps of a node: pretraining steps (prepare: MLM, span corruption), phase 2's or
+    phase 3's steps."""
     if node.kind == PREPARE:
-        return node.quickstart["pretrain"]["steps"]
+        return sum(steps for _, steps in pretraining(node.quickstart))
     config = ExperimentConfig.model_validate(node.config)
     registry = load_registry(config.task_specs)
     if node.kind == PHASE2:
@@ -64,6 +65,16 @@ def node_steps(node: Node) -> int | None:
     return phase_steps(config, {spec.name: spec.train_language}, config.target.train, {})
 
 
+def pretraining(quickstart: dict) -> list[tuple[str, int]]:
+    """The prepare node's pretraining runs: (tiny model and objective, steps)."""
+    runs = []
+    if quickstart.get("prepare_bert", True):
+        runs.append(("tiny BERT MLM", quickstart["pretrain"]["steps"]))
+    if quickstart.get("prepare_t5", False):  # then its instruction training, counted in epochs
+        runs.append(("tiny T5 span corruption", quickstart["t5"]["pretrain"]["steps"]))
+    return runs
+
+
 def model_label(model: str) -> str:
     return model if model in PLACEHOLDERS or "/" not in model else Path(model).name
 
@@ -71,7 +82,8 @@ def model_label(model: str) -> str:
 def describe(node: Node) -> str:
     """What a node trains: the miniature, or model -> mixture -> target."""
     if node.kind == PREPARE:
-        return f"miniature: synthetic data, tiny model, MLM {node.quickstart['pretrain']['steps']} steps"
+        models = ", ".join(f"{name} {steps} steps" for name, steps in pretraining(node.quickstart))
+        return f"miniature: synthetic data, {models}"
     config = node.config
     parts = [model_label(config["model"])]
     if config.get("intermediate"):

@@ -75,14 +75,18 @@ def check_loading_info(info: dict, source: str, strict: bool) -> None:
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers' own loading report: we check it ourselves and fail on problems,
-    and its warnings would otherwise be printed for users to learn to ignore."""
-    previous = transformers.logging.get_verbosity()
+    and its warnings would otherwise be printed for users to learn to ignore. Its loading and
+    saving progress bars go too (ours are rich's)."""
+    previous, bars = transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     logging.getLogger("transformers").setLevel(logging.ERROR)
     try:
         yield
     finally:
         transformers.logging.set_verbosity(previous)
+        if bars:
+            transformers.logging.enable_progress_bar()
 
 
 def cannot_load(source: str, exc: OSError) -> UserError:

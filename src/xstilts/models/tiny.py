@@ -22,6 +22,7 @@ from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast, T
 from xstilts.atomic import atomic_directory
 from xstilts.formats.span_corruption import sentinel_tokens
 from xstilts.models.packaged_tokenizer import sentencepiece_charsmap
+from xstilts.models.sources import quiet_transformers
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Bump when the same texts and sizes would build a different model (it is in cache keys).
@@ -102,7 +103,7 @@ def build_tiny_model(
     )
     torch.manual_seed(seed)
     model = BertForMaskedLM(config)
-    with atomic_directory(Path(out_dir)) as tmp:
+    with quiet_transformers(), atomic_directory(Path(out_dir)) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return Path(out_dir)
@@ -197,7 +198,7 @@ def build_tiny_t5(
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(config)
     untie_output_projection(model)
-    with atomic_directory(Path(out_dir)) as tmp:
+    with quiet_transformers(), atomic_directory(Path(out_dir)) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return Path(out_dir)

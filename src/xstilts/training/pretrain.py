@@ -96,7 +96,7 @@ def train_steps(
 
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> Path:
-    with atomic_directory(Path(out_dir)) as tmp:
+    with quiet_transformers(), atomic_directory(Path(out_dir)) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return Path(out_dir)

@@ -15,7 +15,8 @@ import xstilts.experiments.quickstart as quickstart
 from xstilts.config.loading import load_config
 from xstilts.config.schema import QuickstartConfig
 from xstilts.experiments.quickstart import QUICKSTART_CONFIG, find_miniature, prepare_miniature, t5_folders
-from xstilts.experiments.study import PLACEHOLDERS, RUN, load_study, resolved_config
+from xstilts.experiments.study import PLACEHOLDERS, PREPARE, RUN, load_study, resolved_config
+from xstilts.experiments.study_report import describe, node_steps
 from xstilts.models.cards import load_cards, seen_tasks
 from xstilts.models.sources import quiet_transformers
 from xstilts.tasks.registry import load_registry
@@ -65,6 +66,9 @@ def test_a_study_prepares_only_the_model_pairs_its_runs_use(tmp_path):
     assert (t5_only.prepare_t5, t5_only.prepare_bert) == (True, False)
     bert_only = load_study(STUDIES / "rq-c-morphology-mini.yaml", tmp_path).quickstart
     assert (bert_only.prepare_t5, bert_only.prepare_bert) == (False, True)
+    prepare = next(node for node in load_study(STUDIES / "rq-a-instruction-mini.yaml", tmp_path).nodes.values() if node.kind == PREPARE)
+    assert node_steps(prepare) == t5_only.t5.pretrain.steps  # the plan counts only what is built
+    assert describe(prepare) == f"miniature: synthetic data, tiny T5 span corruption {t5_only.t5.pretrain.steps} steps"
 
 
 def test_t5_folders_are_keyed_by_what_shapes_each_model(tmp_path):
