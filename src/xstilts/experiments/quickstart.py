@@ -26,7 +26,6 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from xstilts.atomic import atomic_directory
 from xstilts.config.loading import load_config
 from xstilts.config.schema import ExperimentConfig, Mixing, MixtureConfig, QuickstartConfig, TextToTextConfig
 from xstilts.data.loading import load_examples
@@ -43,7 +42,7 @@ from xstilts.synthetic.generate import generate_benchmark
 from xstilts.synthetic.languages import load_languages
 from xstilts.tasks.registry import TaskRegistry, load_registry
 from xstilts.training.loop import TRAINING_VERSION, TrainTask, train_model
-from xstilts.training.pretrain import load_seq2seq_lm, pretrain_mlm, pretrain_span_corruption
+from xstilts.training.pretrain import load_seq2seq_lm, pretrain_mlm, pretrain_span_corruption, save_model
 
 QUICKSTART_CONFIG = Path(str(resources.files("xstilts.experiments") / "quickstart.yaml"))
 CONTROL_ARM = "control"
@@ -205,10 +204,7 @@ def train_instructions(
             model, tasks, t5.instruct_train, tokenizer=tokenizer, device=device, precision=cfg.precision,
             mixture=MixtureConfig(mixing=Mixing.MIXED_BATCH), seed=cfg.seed, progress=progress,
         )
-    with atomic_directory(out_dir) as tmp:
-        model.seq2seq.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    return out_dir
+    return save_model(model.seq2seq, tokenizer, out_dir)
 
 
 def arm_configs(cfg: QuickstartConfig, data: Path, initial: Path, pretrained: Path) -> list[tuple[str, ExperimentConfig]]:

@@ -23,7 +23,7 @@ from xstilts.errors import UserError
 from xstilts.atomic import atomic_directory
 from xstilts.formats.base import get_format
 from xstilts.models.multitask import MultiTaskModel
-from xstilts.models.sources import load_encoder, load_seq2seq
+from xstilts.models.sources import load_encoder, load_seq2seq, quiet_transformers
 from xstilts.models.text_to_text import TextToTextModel
 from xstilts.tasks.spec import Format, TaskSpec
 
@@ -65,7 +65,7 @@ def save_checkpoint(
     metadata: dict[str, Any],
 ) -> Path:
     """Write the model (encoder or encoder-decoder), tokenizer, heads and metadata atomically to `path`."""
-    with atomic_directory(Path(path)) as tmp:
+    with quiet_transformers(), atomic_directory(Path(path)) as tmp:
         model.backbone.save_pretrained(tmp / ENCODER_DIR)
         tokenizer.save_pretrained(tmp / ENCODER_DIR)
         tensors = {
