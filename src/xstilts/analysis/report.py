@@ -139,9 +139,12 @@ def axis_slices(frame: pd.DataFrame, config: ReportConfig) -> list[tuple[str, pd
     ]
     if not extra:
         return [("", frame)]
+    # One slice per label combination of the target runs; runs outside the grid (a phase-2 or
+    # prepare run has no label on these axes) go with every slice, never into one of their own.
+    shared = frame[extra].isna().all(axis=1)
     slices = []
-    for labels, part in frame.groupby(extra, sort=False, dropna=False):
-        labels = labels if isinstance(labels, tuple) else (labels,)
+    for labels in target[extra].drop_duplicates().itertuples(index=False, name=None):
+        part = frame[shared | (frame[extra] == pd.Series(labels, index=extra)).all(axis=1)]
         text = ", ".join(f"{column.split(':', 1)[1]}={label}" for column, label in zip(extra, labels, strict=True))
         slices.append((f" ({text})", part))
     return slices

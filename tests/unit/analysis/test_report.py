@@ -141,6 +141,13 @@ def test_a_further_axis_gets_its_own_sections(store, tmp_path):
     [b_none] = [row for row in overviews["Arms x targets (model=b)"].rows if row[1] == "none"]
     assert a_none[column] - b_none[column] == pytest.approx(5.0)
 
+    # A run outside the grid (a shared phase-2 run has no label on the axis) joins every slice
+    # and never makes a section of its own.
+    phase2 = one.head(3).assign(run="phase2-shared", phase="intermediate", **{"axis:model": None})
+    slices = axis_slices(pd.concat([frame, phase2], ignore_index=True), config)
+    assert [label for label, _ in slices] == [" (model=a)", " (model=b)"]
+    assert all("phase2-shared" in set(part["run"]) for _, part in slices)
+
 
 def test_runs_of_an_earlier_version_of_a_study_are_left_out():
     """After a study file changes, its older runs stay in the store under the study's name; the
