@@ -10,6 +10,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from xstilts.config.schema import Pooling, Precision, RetrievalConfig
 from xstilts.errors import UserError
+from xstilts.evaluation import embeddings
 from xstilts.evaluation.retrieval import (
     Sides,
     bucc_candidates,
@@ -22,6 +23,7 @@ from xstilts.evaluation.retrieval import (
     select_threshold,
     tatoeba_predictions,
     tatoeba_results,
+    top_k,
 )
 from xstilts import metrics
 from xstilts.experiments.store import ResultsStore
@@ -115,6 +117,46 @@ def test_margin_mining_default_k_is_capped_by_the_set_size():
     fwd = TARGETS.T.mean(axis=1)  # per source: mean over the three targets
     bwd = TARGETS.T.mean(axis=0)  # per target: mean over the three sources
     assert mined[(2, 2)] == pytest.approx(0.96 / ((fwd[2] + bwd[2]) / 2), rel=1e-5)
+
+
+def random_unit(rows: int, dim: int, seed: int) -> np.ndarray:
+    array = np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32)
+    return array / np.linalg.norm(array, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("block, database_block", [(2**25, 2**14), (4096, 64), (500, 7), (1, 1)])
+def test_blocked_top_k_equals_the_full_matrix_top_k(monkeypatch, block, database_block):
+    # Small budgets force query blocks, database blocks and the running top k across them.
+    monkeypatch.setattr(embeddings, "DATABASE_BLOCK", database_block)
+    queries, database = random_unit(300, 16, seed=0), random_unit(1000, 16, seed=1)
+    values, indices = top_k(queries, database, 5, CPU, block=block)
+    expected_values, expected_indices = (torch.from_numpy(queries) @ torch.from_numpy(database).T).topk(5, dim=1)
+    assert indices.shape == (300, 5)
+    np.testing.assert_array_equal(indices, expected_indices.numpy())
+    np.testing.assert_allclose(values, expected_values.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_blocked_top_k_keeps_the_lower_index_first_on_ties_across_blocks(monkeypatch):
+    monkeypatch.setattr(embeddings, "DATABASE_BLOCK", 1)
+    database = unit([1, 0], [0, 1], [1, 0], [0, 1], [1, 1])
+    _, indices = top_k(unit([1, 0], [0, 1]), database, 3, CPU, block=1)
+    assert indices.tolist() == [[0, 2, 4], [1, 3, 4]]
+
+
+def test_top_k_over_a_database_smaller_than_k_and_an_empty_one():
+    values, indices = top_k(unit([1, 0]), unit([0, 1], [1, 0]), 2, CPU, block=1)
+    assert indices.tolist() == [[1, 0]] and values[0] == pytest.approx([1, 0], abs=1e-6)
+    assert top_k(unit([1, 0]), np.zeros((0, 2), dtype=np.float32), 0, CPU)[1].shape == (1, 0)
+
+
+def test_margin_mining_is_the_same_in_small_blocks(monkeypatch):
+    sources, targets = random_unit(200, 8, seed=2), random_unit(150, 8, seed=3)
+    whole = mine_candidates(sources, targets, CPU)
+    monkeypatch.setattr(embeddings, "DATABASE_BLOCK", 16)
+    monkeypatch.setattr(embeddings.top_k, "__defaults__", (256,))
+    blocked = mine_candidates(sources, targets, CPU)
+    assert [(s, t) for s, t, _ in blocked] == [(s, t) for s, t, _ in whole]
+    assert [score for *_, score in blocked] == pytest.approx([score for *_, score in whole], rel=1e-6)
 
 
 def test_threshold_maximises_f1_and_sits_between_scores():
