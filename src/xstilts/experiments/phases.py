@@ -23,12 +23,13 @@ from rich.progress import Progress
 from xstilts import __version__
 from xstilts.config.schema import (ExperimentConfig, HandOff, IntermediateConfig, Mixing, MixtureConfig, ModelMode, Sampler,
                                    TargetConfig, TextToTextConfig, TrainConfig)
+from xstilts.data.feature_cache import FeatureCache, feature_cache, featurize_cached, hash_examples
 from xstilts.data.io import Example
 from xstilts.data.loading import load_examples
 from xstilts.errors import UserError, did_you_mean
 from xstilts.evaluation.predict import EvalSplit
 from xstilts.evaluation.retrieval import run_retrieval_sweep
-from xstilts.experiments.fingerprint import checkpoint_key, hash_json, model_fingerprint, task_versions
+from xstilts.experiments.fingerprint import checkpoint_key, model_fingerprint, task_versions
 from xstilts.experiments.model_selection import check_selection, epoch_snapshots, run_selection
 from xstilts.experiments.zero_shot import zero_shot
 from xstilts.experiments.store import ErrorRow, ResultsStore
@@ -61,6 +62,7 @@ class RunContext:
     console: Console
     progress: Progress | None = None
     loaded_examples: dict = field(default_factory=dict)
+    example_hashes: dict = field(default_factory=dict)
     errors: list[ErrorRow] = field(default_factory=list)
     # `xstilts eval` (no config) sets these itself; a run takes them from its config.
     mode: ModelMode = ModelMode.ENCODER
@@ -84,6 +86,25 @@ class RunContext:
         if key not in self.loaded_examples:
             self.loaded_examples[key] = load_examples(spec, split, language, self.data_dir(spec.name))
         return self.loaded_examples[key]
+
+    def examples_hash(self, spec: TaskSpec, split: str, language: str) -> str:
+        """`hash_examples` of a split, computed once per run (checkpoint and feature keys both use it)."""
+        key = (spec.name, split, language)
+        if key not in self.example_hashes:
+            self.example_hashes[key] = hash_examples(self.examples(spec, split, language))
+        return self.example_hashes[key]
+
+    @cached_property
+    def feature_cache(self) -> FeatureCache | None:
+        """Featurised splits kept in the store's cache (None when XSTILTS_FEATURE_CACHE=0)."""
+        return feature_cache(self.store.cache_dir)
+
+    def featurize(self, fmt, examples: list[Example], tokenizer, spec: TaskSpec, max_length: int, examples_hash: str) -> list:
+        """`fmt.featurize` through the feature cache."""
+        return featurize_cached(
+            fmt, examples, tokenizer, spec, max_length, cache=self.feature_cache, settings=self.format_settings,
+            examples_hash=examples_hash, log=self.console.print,
+        )
 
     @property
     def seed(self) -> int:
@@ -192,19 +213,25 @@ def prepare_train_task(
     fmt = get_format(spec.format, ctx.format_settings)
     language = language or spec.train_language
     limit = max_examples or cfg.max_train_examples
-    examples = subsample(ctx.examples(spec, "train", language), limit, ctx.config.data_seed)
-    features = fmt.featurize(examples, loaded.tokenizer, spec, cfg.max_length)
+    every = ctx.examples(spec, "train", language)
+    examples = subsample(every, limit, ctx.config.data_seed)
+    # A subsample is fixed by the whole split, its size and the seed: key on those, not on a second hash.
+    examples_hash = ctx.examples_hash(spec, "train", language)
+    if len(examples) < len(every):
+        examples_hash += f"/subsample/{limit}/{ctx.config.data_seed}"
+    featurize = partial(ctx.featurize, fmt, tokenizer=loaded.tokenizer, spec=spec, max_length=cfg.max_length)
+    features = featurize(examples, examples_hash=examples_hash)
     dev = None
     if "dev" in spec.splits:
         dev_examples = ctx.examples(spec, "dev", language)
-        dev = EvalSplit(language, "dev", dev_examples, fmt.featurize(dev_examples, loaded.tokenizer, spec, cfg.max_length))
+        dev = EvalSplit(language, "dev", dev_examples, featurize(dev_examples, examples_hash=ctx.examples_hash(spec, "dev", language)))
     return TrainTask(spec=spec, fmt=fmt, features=features, dev=dev)
 
 
 def data_fingerprint(spec: TaskSpec, language: str, ctx: RunContext) -> dict[str, str]:
     """Hash of the examples a phase trains and selects on, as read: it covers every file a
     reader opens (ANLI's rounds, MLM's folders), hub data, and lines a reader skips."""
-    return {split: hash_json(ctx.examples(spec, split, language)) for split in ("train", "dev") if split in spec.splits}
+    return {split: ctx.examples_hash(spec, split, language) for split in ("train", "dev") if split in spec.splits}
 
 
 def run_key_parts(ctx: RunContext) -> dict:

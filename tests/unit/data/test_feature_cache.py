@@ -1,0 +1,145 @@
+"""Feature cache: exact round trip in every format, keys, atomic entries, the off switch, the streaming hash."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from fixtures_formats import write_formats_fixture
+from tiny_t5 import build_tokenizer
+from tiny_training import pair_examples, tiny_tokenizer
+from xstilts.config.schema import TextToTextConfig
+from xstilts.data import feature_cache as cache_module
+from xstilts.data.feature_cache import (FeatureCache, decode, encode, feature_cache, feature_key, featurize_cached,
+                                        hash_examples, tokenizer_fingerprint)
+from xstilts.data.loading import load_examples
+from xstilts.experiments.fingerprint import hash_json
+from xstilts.formats.base import get_format
+from xstilts.models.tiny import train_wordpiece_tokenizer
+from xstilts.tasks.registry import load_registry
+from xstilts.tasks.spec import Format
+
+
+@pytest.fixture(scope="module")
+def formats_fixture(tmp_path_factory):
+    fixture = write_formats_fixture(tmp_path_factory.mktemp("formats"))
+    registry = load_registry(fixture["specs"])
+    tokenizer = train_wordpiece_tokenizer(fixture["corpus"], vocab_size=400)
+    return fixture, registry, tokenizer
+
+
+def split_of(fixture, registry, task, split="train", language="en"):
+    spec = registry.get(task)
+    return spec, load_examples(spec, split, language, fixture["data"][task])
+
+
+@pytest.mark.parametrize(
+    ("task", "text_to_text"),
+    [("toy-xnli", False), ("toy-topic", False), ("toy-pos", False), ("toy-qa", False), ("toy-copa", False),
+     ("toy-xnli", True), ("toy-pos", True)],
+)
+def test_cached_features_equal_fresh_features_in_every_format(formats_fixture, task, text_to_text, tmp_path):
+    fixture, registry, tokenizer = formats_fixture
+    spec, examples = split_of(fixture, registry, task)
+    settings = TextToTextConfig() if text_to_text else None
+    if text_to_text:
+        tokenizer = build_tokenizer(fixture["corpus"])
+    fmt = get_format(spec.format, settings)
+    fresh = fmt.featurize(examples, tokenizer, spec, 48)
+    cache = FeatureCache(tmp_path)
+    cold = featurize_cached(fmt, examples, tokenizer, spec, 48, cache=cache, settings=settings)
+    lines = []
+    warm = featurize_cached(fmt, examples, tokenizer, spec, 48, cache=cache, settings=settings, log=lines.append)
+    assert cold == fresh and warm == fresh and len(lines) == 1 and "from the cache" in lines[0]
+    # Equal values of other types (a tuple for a list) would compare equal in places and not in others.
+    assert [{k: type(v) for k, v in f.items()} for f in warm] == [{k: type(v) for k, v in f.items()} for f in fresh]
+    assert len(list(tmp_path.glob("*.arrow"))) == 1
+
+
+def test_text_to_text_and_mlm_round_trip(formats_fixture, tmp_path):
+    fixture, registry, _ = formats_fixture
+    settings = TextToTextConfig()
+    spec, examples = split_of(fixture, registry, "toy-qa")
+    tokenizer = build_tokenizer(fixture["corpus"])
+    fmt = get_format(spec.format, settings)
+    cache = FeatureCache(tmp_path)
+    featurize_cached(fmt, examples, tokenizer, spec, 48, cache=cache, settings=settings)
+    assert featurize_cached(fmt, examples, tokenizer, spec, 48, cache=cache, settings=settings) == fmt.featurize(
+        examples, tokenizer, spec, 48
+    )
+    mlm = load_registry().get("mlm-multilingual")
+    lines = [{"id": str(i), "text": " ".join(random.Random(i).choices(["the", "cat", "sat", "on", "mat"], k=40))} for i in range(30)]
+    wordpiece = tiny_tokenizer()
+    fresh = get_format(Format.MLM).featurize(lines, wordpiece, mlm, 16)
+    featurize_cached(get_format(Format.MLM), lines, wordpiece, mlm, 16, cache=cache)
+    assert featurize_cached(get_format(Format.MLM), lines, wordpiece, mlm, 16, cache=cache) == fresh
+
+
+def test_encode_is_exact_for_every_value_kind():
+    features = [
+        {"ids": [1, 2, 3], "n": 4, "s": "a", "t": [(0, 1), None], "nested": [[1], [2, 3]], "f": 0.5, "flag": True,
+         "array": np.arange(3), "big": 2**70, "empty": []},
+        {"ids": [], "n": -1, "s": "", "t": [], "nested": [], "f": 1.0, "flag": False, "array": np.arange(0), "big": 1, "empty": []},
+    ]
+    decoded = decode(encode(features))
+    assert [{k: v for k, v in f.items() if k != "array"} for f in decoded] == [
+        {k: v for k, v in f.items() if k != "array"} for f in features
+    ]
+    assert all(np.array_equal(a["array"], b["array"]) for a, b in zip(decoded, features))
+    assert decoded[0]["t"][0] == (0, 1) and type(decoded[0]["ids"]) is list
+    ragged = [{"a": 1}, {"a": 2, "b": [3]}, {}]
+    assert decode(encode(ragged)) == ragged and decode(encode([])) == []
+
+
+def test_key_changes_with_every_part(formats_fixture):
+    fixture, registry, tokenizer = formats_fixture
+    spec, examples = split_of(fixture, registry, "toy-xnli")
+    fmt = get_format(spec.format)
+    base = dict(examples_hash=hash_examples(examples), tokenizer=tokenizer, spec=spec, fmt=fmt, max_length=32)
+    other_tokenizer = tiny_tokenizer()
+    keys = {
+        feature_key(**base),
+        feature_key(**{**base, "examples_hash": hash_examples(examples[1:])}),
+        feature_key(**{**base, "tokenizer": other_tokenizer}),
+        feature_key(**{**base, "max_length": 64}),
+        feature_key(**{**base, "spec": spec.model_copy(update={"labels": list(reversed(spec.labels))})}),
+        feature_key(**{**base, "fmt": get_format(spec.format, TextToTextConfig()), "settings": TextToTextConfig()}),
+        feature_key(**{**base, "fmt": get_format(spec.format, TextToTextConfig(prompt="x")), "settings": TextToTextConfig(prompt="x")}),
+    }
+    assert len(keys) == 7
+    # Evaluation-only spec fields do not change features: same key.
+    assert feature_key(**{**base, "spec": spec.model_copy(update={"failure_rate": True})}) == feature_key(**base)
+    assert tokenizer_fingerprint(tiny_tokenizer()) == tokenizer_fingerprint(other_tokenizer)
+
+
+def test_streaming_hash_equals_the_old_json_hash():
+    for examples in ([], pair_examples(1), pair_examples(50), [{"b": [1, {"x": None}], "a": "é\"\n", "p": object}]):
+        assert hash_examples(examples) == hash_json(examples)
+    assert json.dumps([1, 2], sort_keys=True, default=str) == "[1, 2]"
+
+
+def test_half_written_or_damaged_entries_are_never_read(tmp_path):
+    cache = FeatureCache(tmp_path)
+    cache.store("k", [{"input_ids": [1, 2]}])
+    leftovers = [path.name for path in tmp_path.iterdir()]
+    assert leftovers == ["k.arrow"]  # the temporary file was renamed into place
+    cache.path("k").write_bytes(cache.path("k").read_bytes()[:-20])
+    assert cache.load("k") is None and cache.load("missing") is None
+
+
+def test_store_failure_leaves_nothing(tmp_path, monkeypatch):
+    def broken(features):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(cache_module, "encode", broken)
+    with pytest.raises(RuntimeError):
+        FeatureCache(tmp_path).store("k", [{"a": 1}])
+    assert not list(tmp_path.iterdir())
+
+
+def test_switch_turns_the_cache_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("XSTILTS_FEATURE_CACHE", "0")
+    assert feature_cache(tmp_path) is None
+    monkeypatch.setenv("XSTILTS_FEATURE_CACHE", "1")
+    assert feature_cache(tmp_path).folder == tmp_path / "features"
