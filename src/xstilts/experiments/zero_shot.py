@@ -6,13 +6,14 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from xstilts.config.schema import Precision
 from xstilts.errors import UserError
-from xstilts.evaluation.sweep import run_zero_shot_sweep
+from xstilts.evaluation.sweep import SplitData, prefetched, score_split, split_loader
+from xstilts.formats.base import get_format
 from xstilts.experiments.store import ErrorRow
 from xstilts.results import ResultRow
 from xstilts.tasks.spec import TaskSpec
@@ -31,24 +32,28 @@ def one_line(exc: Exception) -> str:
 
 def sweep_each(
     ctx: RunContext, spec: TaskSpec, phase: str, splits: list[str], languages: list[str],
-    evaluate: Callable[[str, str], list[ResultRow]],
+    evaluate: Callable[..., list[ResultRow]], load: Callable[[str, str], Any] | None = None,
 ) -> list[ResultRow]:
     """Call `evaluate(split, language)` for each pair on its own: a pair that fails (a malformed
-    file, an out-of-memory) becomes that pair's error in `ctx.errors`; the others keep their rows."""
+    file, an out-of-memory) becomes that pair's error in `ctx.errors`; the others keep their rows.
+
+    With `load`, `load(split, language)` of the next pair runs in a background thread while one
+    is evaluated, and `evaluate(split, language, loaded)` gets its result (a failed load is that
+    pair's error, as before)."""
     rows: list[ResultRow] = []
     bar = ctx.progress.add_task(f"zero-shot {spec.name}", total=len(splits) * len(languages)) if ctx.progress else None
-    for split in splits:
-        for language in languages:
-            try:
-                rows.extend(evaluate(split, language))
-            except Exception as exc:  # noqa: BLE001 - recorded with its traceback; the run ends non-zero
-                message = one_line(exc)
-                ctx.errors.append(ErrorRow(ctx.run_id, phase, spec.name, language, split, message, traceback.format_exc()))
-                ctx.console.print(f"[red]{spec.name} {split}-{language} failed:[/] {message}", highlight=False)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()  # what the failed batch held, for the next language
-            if bar is not None:
-                ctx.progress.update(bar, advance=1, description=f"zero-shot {spec.name} {split}-{language}")
+    pairs = [(split, language) for split in splits for language in languages]
+    for (split, language), loaded in prefetched(pairs, lambda pair: load(*pair) if load else None):
+        try:
+            rows.extend(evaluate(split, language) if load is None else evaluate(split, language, loaded()))
+        except Exception as exc:  # noqa: BLE001 - recorded with its traceback; the run ends non-zero
+            message = one_line(exc)
+            ctx.errors.append(ErrorRow(ctx.run_id, phase, spec.name, language, split, message, traceback.format_exc()))
+            ctx.console.print(f"[red]{spec.name} {split}-{language} failed:[/] {message}", highlight=False)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # what the failed batch held, for the next language
+        if bar is not None:
+            ctx.progress.update(bar, advance=1, description=f"zero-shot {spec.name} {split}-{language}")
     return rows
 
 
@@ -60,11 +65,16 @@ def zero_shot(
     predictions go to `predictions_dir` (default RUN_DIR/predictions)."""
     predictions_dir = predictions_dir or ctx.run_dir / "predictions"
 
-    def evaluate(split: str, language: str) -> list[ResultRow]:
-        return run_zero_shot_sweep(
-            loaded.model, loaded.tokenizer, spec, languages=[language], splits=[split], data_dir=data_dir,
-            max_length=max_length, batch_size=batch_size, device=ctx.device, precision=precision,
-            run_id=ctx.run_id, phase=phase, predictions_dir=predictions_dir, text_to_text=ctx.format_settings,
+    fmt = get_format(spec.format, ctx.format_settings)
+    load = split_loader(
+        spec, fmt, loaded.tokenizer, data_dir=data_dir, max_length=max_length, feature_cache=ctx.feature_cache,
+        text_to_text=ctx.format_settings, log=ctx.console.print,
+    )
+
+    def evaluate(split: str, language: str, data: SplitData) -> list[ResultRow]:
+        return score_split(
+            loaded.model, loaded.tokenizer, spec, fmt, split, language, data, data_dir=data_dir, batch_size=batch_size,
+            device=ctx.device, precision=precision, run_id=ctx.run_id, phase=phase, predictions_dir=predictions_dir,
         )
 
-    return sweep_each(ctx, spec, phase, splits, languages, evaluate)
+    return sweep_each(ctx, spec, phase, splits, languages, evaluate, load)
