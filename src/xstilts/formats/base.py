@@ -1,8 +1,10 @@
 """The small protocol every task format implements, and the dict that dispatches on Format.
 
 A format knows how to turn examples into model features, which head it needs, how to
-compute the training loss, how to decode a whole split of head outputs back into one
-prediction per example, and how to score those predictions with the task's metric.
+compute the training loss, how to reduce one batch of head outputs on the device to what
+decoding reads (a label index per position, the n-best span candidates, ...), how to decode
+a whole split of reduced outputs back into one prediction per example, and how to score
+those predictions with the task's metric.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from xstilts.errors import UserError
 from xstilts.tasks.spec import Format, TaskSpec
 
 Feature = dict[str, Any]
+# What `reduce` returns for one batch (batch first) and, on the CPU with every batch joined
+# in feature order, what `decode` reads: one array, or named arrays.
+Reduced = torch.Tensor | dict[str, torch.Tensor]
+ReducedSplit = np.ndarray | dict[str, np.ndarray]
 
 
 class TaskFormat(Protocol):
@@ -37,8 +43,17 @@ class TaskFormat(Protocol):
 
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
-    def decode(self, outputs: np.ndarray, features: list[Feature], examples: list[Example], spec: TaskSpec) -> list:
-        """One prediction per example, from the head outputs of every feature of the split."""
+    def reduce(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> Reduced:
+        """What decoding needs of one batch of head outputs, computed where the batch ran.
+
+        A split's full head outputs can be gigabytes (tagging keeps [time, labels] per
+        feature), so evaluation keeps only this, batch first: a per-position axis 1 may be
+        as long as the batch's padded length (splits are joined by padding it at the end).
+        """
+        ...
+
+    def decode(self, outputs: ReducedSplit, features: list[Feature], examples: list[Example], spec: TaskSpec) -> list:
+        """One prediction per example, from the reduced outputs of every feature of the split, in order."""
         ...
 
     def score(self, predictions: list, examples: list[Example], spec: TaskSpec) -> dict[str, float]: ...

@@ -57,8 +57,13 @@ class SentenceClassification:
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return nn.functional.cross_entropy(output.float(), batch["labels"])
 
+    def reduce(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The index of each example's best label (the first of equal logits, as numpy's argmax)."""
+        return output.argmax(dim=-1)
+
     def decode(self, outputs: np.ndarray, features: list[Feature], examples: list[Example], spec: TaskSpec) -> list:
-        return [spec.labels[index] for index in outputs.argmax(axis=-1)]
+        """The label of every example, from `reduce`'s label indices."""
+        return [spec.labels[index] for index in outputs]
 
     def score(self, predictions: list, examples: list[Example], spec: TaskSpec) -> dict[str, float]:
         return {"accuracy": 100.0 * accuracy(predictions, [example["label"] for example in examples])}

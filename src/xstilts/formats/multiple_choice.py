@@ -94,10 +94,15 @@ class MultipleChoice:
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return grouped_choice_loss(output.float().squeeze(-1), batch["labels"])
 
+    def reduce(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The score of each (example, choice) feature: [batch]."""
+        return output[:, 0].float()
+
     def decode(self, outputs: np.ndarray, features: list[Feature], examples: list[Example], spec: TaskSpec) -> list:
+        """The index of each example's best-scored choice (the first of equal scores)."""
         scores: dict[int, dict[int, float]] = defaultdict(dict)
-        for output, feature in zip(outputs, features, strict=True):
-            scores[feature["group"]][feature["choice_index"]] = float(np.ravel(output)[0])
+        for score, feature in zip(outputs, features, strict=True):
+            scores[feature["group"]][feature["choice_index"]] = float(score)
         return [max(scores[index], key=scores[index].get) for index in range(len(examples))]
 
     def score(self, predictions: list, examples: list[Example], spec: TaskSpec) -> dict[str, float]:

@@ -97,34 +97,64 @@ def answer_positions(example: Example, offsets: list[tuple[int, int] | None]) ->
     return [start, end]
 
 
-def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: list) -> tuple[float, int, int] | None:
+def n_best(output: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The N_BEST highest start and end logits of every window with their positions, and the
+    CLS (no-answer) logits: all that decoding reads of a batch of head outputs.
+
+    Args:
+        output: [batch, time, 2] start and end logits.
+        attention_mask: [batch, time], 0 on padding.
+
+    Returns:
+        `positions` (int32) and `logits` (float32), [batch, N_BEST, 2], best first, start in
+        column 0 and end in column 1; `null`, [batch, 2], the logits at position 0. Padding
+        ranks last; positions past a short batch's end are padding too (N_BEST is fixed, so
+        batches concatenate).
+    """
+    # + 0.0 turns -0.0 into 0.0: a radix sort (as on CUDA) orders -0.0 below 0.0, numpy's argsort does not.
+    logits = output.float() + 0.0
+    masked = logits.masked_fill((attention_mask == 0).unsqueeze(-1), -torch.inf)
+    if masked.shape[1] < N_BEST:
+        masked = nn.functional.pad(masked, (0, 0, 0, N_BEST - masked.shape[1]), value=-torch.inf)
+    # Stable: equal logits keep the lower position first, as np.argsort(-logits, kind="stable") did.
+    values, positions = masked.sort(dim=1, descending=True, stable=True)
+    # Copies, not views: a view would keep the batch's whole [batch, time, 2] tensors alive.
+    return {"positions": positions[:, :N_BEST].int(), "logits": values[:, :N_BEST].clone(), "null": logits[:, 0].clone()}
+
+
+def best_span(positions: np.ndarray, logits: np.ndarray, offsets: list) -> tuple[float, int, int] | None:
     """(score, start, end) of the best valid span among the n-best starts and ends of one window.
 
-    Valid: both ends on context tokens, start <= end, at most MAX_ANSWER_TOKENS tokens.
+    Valid: both ends on context tokens of the window, start <= end, at most MAX_ANSWER_TOKENS
+    tokens. Among equal scores the first found wins (starts, then ends, best first).
+
+    Args:
+        positions: [N_BEST, 2] the positions of the highest start (column 0) and end (column 1)
+            logits, best first (`n_best`).
+        logits: [N_BEST, 2] those logits (float32: a score is their float32 sum).
+        offsets: the window's character offsets per token, None off the context.
     """
-    starts = np.argsort(-start_logits, kind="stable")[:N_BEST]
-    ends = np.argsort(-end_logits, kind="stable")[:N_BEST]
     best = None
-    for start in starts:
-        if offsets[start] is None:
+    for start, start_logit in zip(positions[:, 0], logits[:, 0]):
+        # Positions past the window's own tokens are padding of its batch.
+        if start >= len(offsets) or offsets[start] is None:
             continue
-        for end in ends:
-            if offsets[end] is None or end < start or end - start + 1 > MAX_ANSWER_TOKENS:
+        for end, end_logit in zip(positions[:, 1], logits[:, 1]):
+            if end >= len(offsets) or offsets[end] is None or end < start or end - start + 1 > MAX_ANSWER_TOKENS:
                 continue
-            score = float(start_logits[start] + end_logits[end])
+            score = float(start_logit + end_logit)
             if best is None or score > best[0]:
                 best = (score, int(start), int(end))
     return best
 
 
-def decode_example(example: Example, windows: list[tuple[np.ndarray, Feature]], allow_no_answer: bool) -> str:
-    """The answer text of one example from the head outputs of its windows."""
+def decode_example(example: Example, windows: list[tuple[dict[str, np.ndarray], Feature]], allow_no_answer: bool) -> str:
+    """The answer text of one example from the n-best candidates (`n_best`) of its windows."""
     best_score, best_text, null_score = -np.inf, "", np.inf
-    for output, feature in windows:
-        length = len(feature["input_ids"])  # outputs may be padded past the feature's own length
-        start_logits, end_logits = output[:length, 0], output[:length, 1]
-        null_score = min(null_score, float(start_logits[0] + end_logits[0]))
-        span = best_span(start_logits, end_logits, feature["offsets"])
+    for candidates, feature in windows:
+        null = candidates["null"]
+        null_score = min(null_score, float(null[0] + null[1]))
+        span = best_span(candidates["positions"], candidates["logits"], feature["offsets"])
         if span is not None and span[0] > best_score:
             offsets = feature["offsets"]
             best_score = span[0]
@@ -181,10 +211,17 @@ class SpanQA:
         end = nn.functional.cross_entropy(output[..., 1].float(), labels[:, 1])
         return (start + end) / 2
 
-    def decode(self, outputs: np.ndarray, features: list[Feature], examples: list[Example], spec: TaskSpec) -> list:
+    def reduce(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return n_best(output, batch["attention_mask"])
+
+    def decode(
+        self, outputs: dict[str, np.ndarray], features: list[Feature], examples: list[Example], spec: TaskSpec
+    ) -> list:
+        """The answer of every example, from `reduce`'s n-best candidates of every window."""
         windows: dict[int, list] = defaultdict(list)
-        for output, feature in zip(outputs, features, strict=True):
-            windows[feature["example_index"]].append((output, feature))
+        for row, feature in zip(range(len(outputs["null"])), features, strict=True):
+            candidates = {key: value[row] for key, value in outputs.items()}
+            windows[feature["example_index"]].append((candidates, feature))
         allow = allows_no_answer(spec, examples)
         return [decode_example(example, windows[index], allow) for index, example in enumerate(examples)]
 

@@ -4,6 +4,7 @@ import torch
 
 from xstilts.formats.multiple_choice import MULTIPLE_CHOICE, first_segment, grouped_choice_loss
 from xstilts.models.tiny import train_wordpiece_tokenizer
+from reduced_outputs import reduced
 from xstilts.tasks.registry import load_registry
 
 REGISTRY = load_registry()
@@ -56,7 +57,7 @@ def test_head_scores_each_choice_with_one_logit():
 def test_decode_argmax_per_example_and_accuracy(tokenizer):
     features = MULTIPLE_CHOICE.featurize(EXAMPLES, tokenizer, REGISTRY.get("xcopa"), max_length=32)
     outputs = np.array([[0.1], [0.9], [0.3], [0.2], [0.25]], dtype=np.float32)
-    predictions = MULTIPLE_CHOICE.decode(outputs, features, EXAMPLES, REGISTRY.get("xcopa"))
+    predictions = MULTIPLE_CHOICE.decode(reduced(MULTIPLE_CHOICE, outputs, features), features, EXAMPLES, REGISTRY.get("xcopa"))
     assert predictions == [1, 0]
     assert MULTIPLE_CHOICE.score(predictions, EXAMPLES, REGISTRY.get("xcopa")) == {"accuracy": 0.0}
     assert MULTIPLE_CHOICE.score([0, 2], EXAMPLES, REGISTRY.get("xcopa")) == {"accuracy": 100.0}

@@ -7,13 +7,16 @@ from transformers import PreTrainedTokenizerFast
 from xstilts.errors import UserError
 from xstilts.formats.span_qa import (
     MAX_ANSWER_TOKENS,
+    N_BEST,
     SPAN_QA,
     SpanHead,
     answer_positions,
     best_span,
     doc_stride,
+    n_best,
 )
 from xstilts.models.tiny import train_wordpiece_tokenizer
+from reduced_outputs import reduced
 from xstilts.tasks.registry import load_registry
 
 REGISTRY = load_registry()
@@ -72,7 +75,7 @@ def test_metaspace_offsets_include_the_leading_space_and_decode_strips_it(metasp
     assert ex["context"][feature["offsets"][start][0] : feature["offsets"][end][1]] == " paris"
     logits = np.full((len(feature["input_ids"]), 2), -5.0, dtype=np.float32)
     logits[start, 0] = logits[end, 1] = 5.0
-    assert SPAN_QA.decode(logits[None], [feature], [ex], REGISTRY.get("squad")) == ["paris"]
+    assert SPAN_QA.decode(reduced(SPAN_QA, logits[None], [feature]), [feature], [ex], REGISTRY.get("squad")) == ["paris"]
 
 
 def test_long_questions_are_cut_to_leave_room_for_the_context(wordpiece):
@@ -88,17 +91,36 @@ def test_unanswerable_questions_point_at_cls():
     assert answer_positions(example("the cat", "cat"), [None, (0, 3), None]) == [0, 0]  # window ends before it
 
 
+def window_best_span(start: np.ndarray, end: np.ndarray, offsets: list):
+    """best_span of one window's full start and end logits, through the n-best reduction."""
+    candidates = n_best(torch.tensor(np.stack([start, end], axis=-1))[None], torch.ones(1, len(start)))
+    return best_span(candidates["positions"][0].numpy(), candidates["logits"][0].numpy(), offsets)
+
+
 def test_best_span_respects_order_length_and_context():
     offsets = [None] + [(i, i + 1) for i in range(40)] + [None]
     start, end = np.zeros(42), np.zeros(42)
     start[0] = end[0] = 100.0  # CLS is never a span
     start[10], end[5] = 9.0, 9.0  # end before start: invalid
     end[12] = 4.0
-    assert best_span(start, end, offsets)[1:] == (10, 12)
+    assert window_best_span(start, end, offsets)[1:] == (10, 12)
     start, end = np.zeros(42), np.zeros(42)
     start[1], end[1 + MAX_ANSWER_TOKENS] = 9.0, 9.0  # one token too long
     end[MAX_ANSWER_TOKENS] = 1.0
-    assert best_span(start, end, offsets)[1:] == (1, MAX_ANSWER_TOKENS)
+    assert window_best_span(start, end, offsets)[1:] == (1, MAX_ANSWER_TOKENS)
+
+
+def test_n_best_keeps_twenty_candidates_ties_in_position_order_and_padding_last():
+    logits = torch.zeros(2, 8, 2)
+    logits[0, 5, 0] = 1.0
+    candidates = n_best(logits, torch.tensor([[1] * 8, [1] * 3 + [0] * 5]))
+    assert candidates["positions"].shape == candidates["logits"].shape == (2, N_BEST, 2)
+    assert candidates["positions"][0, :8, 0].tolist() == [5, 0, 1, 2, 3, 4, 6, 7]  # equal logits: lower position first
+    assert candidates["positions"][1, :3, 1].tolist() == [0, 1, 2] and (candidates["logits"][1, 3:] == -torch.inf).all()
+    assert candidates["null"].tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    offsets = [None, (0, 1), (1, 2)]
+    # Positions past the window (batch padding) are never a span, however they rank.
+    assert best_span(np.array([[7, 7], [2, 2]]), np.array([[9.0, 9.0], [1.0, 1.0]], dtype=np.float32), offsets) == (2.0, 2, 2)
 
 
 def two_window_split():
@@ -114,7 +136,7 @@ def two_window_split():
 
 def test_decode_takes_the_best_span_over_all_windows_and_ignores_padding():
     ex, windows, outputs = two_window_split()
-    assert SPAN_QA.decode(outputs, windows, [ex], REGISTRY.get("squad")) == ["mat"]
+    assert SPAN_QA.decode(reduced(SPAN_QA, outputs, windows), windows, [ex], REGISTRY.get("squad")) == ["mat"]
 
 
 def test_no_answer_only_where_the_task_allows_it():
@@ -122,11 +144,12 @@ def test_no_answer_only_where_the_task_allows_it():
     outputs[1, 3] = [1, 1]  # best span now "the cat" in window 0: 2 + 2 = 4
     outputs[1, 0] = [5, 5]
     # null score = min over windows (3+3, 5+5) = 6 > best span 4: no answer, for SQuAD 2.0 only.
-    assert SPAN_QA.decode(outputs, windows, [ex], REGISTRY.get("squad2")) == [""]
-    assert SPAN_QA.decode(outputs, windows, [ex], REGISTRY.get("squad")) == ["the cat"]
+    assert SPAN_QA.decode(reduced(SPAN_QA, outputs, windows), windows, [ex], REGISTRY.get("squad2")) == [""]
+    assert SPAN_QA.decode(reduced(SPAN_QA, outputs, windows), windows, [ex], REGISTRY.get("squad")) == ["the cat"]
     impossible = dict(ex, id="q2", is_impossible=True, answers=[])
     windows2 = [dict(w, example_index=1) for w in windows]
-    predictions = SPAN_QA.decode(np.concatenate([outputs, outputs]), windows + windows2, [ex, impossible], REGISTRY.get("squad"))
+    both = windows + windows2
+    predictions = SPAN_QA.decode(reduced(SPAN_QA, np.concatenate([outputs, outputs]), both), both, [ex, impossible], REGISTRY.get("squad"))
     assert predictions == ["", ""]  # the data itself shows the task has unanswerable questions
 
 

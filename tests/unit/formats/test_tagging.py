@@ -14,6 +14,7 @@ from xstilts.formats.tagging import IGNORE, TAGGING, owning_window, window_spans
 from xstilts.tasks.registry import load_registry
 from xstilts.tasks.spec import Metric
 from xstilts.formats.batching import collate
+from reduced_outputs import reduced
 
 PANX = load_registry().get("panx")
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "dog", "run", "##ning", "##s", "Paris", "in"]
@@ -100,7 +101,7 @@ def one_hot_outputs(features, examples, length, wrong=True):
 def test_decode_reassembles_windows_in_order(tokenizer):
     examples = [long_sentence(53), example(["Paris", "in"], ["B-LOC", "O"]), long_sentence(21)]
     features = TAGGING.featurize(examples, tokenizer, PANX, 12)
-    predictions = TAGGING.decode(one_hot_outputs(features, examples, 16), features, examples, PANX)
+    predictions = TAGGING.decode(reduced(TAGGING, one_hot_outputs(features, examples, 16), features), features, examples, PANX)
     assert predictions == [e["labels"] for e in examples]
     assert TAGGING.score(predictions, examples, PANX) == {"f1": 100.0, "precision": 100.0, "recall": 100.0}
 
@@ -111,7 +112,8 @@ def test_zero_subword_words_become_unk_and_get_a_prediction(tokenizer, odd):
     (feature,) = TAGGING.featurize(examples, tokenizer, PANX, 16)
     assert feature["input_ids"] == [ID["[CLS]"], ID["Paris"], ID["[UNK]"], ID["cat"], ID["[SEP]"]]
     assert feature["word_index"] == [-1, 0, 1, 2, -1] and feature["labels"][2] == B_PER
-    assert TAGGING.decode(one_hot_outputs([feature], examples, 5), [feature], examples, PANX) == [["B-LOC", "B-PER", "O"]]
+    outputs = reduced(TAGGING, one_hot_outputs([feature], examples, 5), [feature])
+    assert TAGGING.decode(outputs, [feature], examples, PANX) == [["B-LOC", "B-PER", "O"]]
 
 
 def test_max_length_without_room_is_a_user_error(tokenizer):
@@ -169,5 +171,5 @@ def test_unlabelled_sentences_are_featurised_and_decoded_without_labels(tokenize
     reference = TAGGING.featurize(labelled, tokenizer, PANX, 12)
     assert [{k: v for k, v in f.items() if k != "labels"} for f in reference] == features
     assert "labels" not in collate(features, tokenizer, torch.device("cpu"))
-    predictions = TAGGING.decode(one_hot_outputs(reference, labelled, 12), features, unlabelled, PANX)
+    predictions = TAGGING.decode(reduced(TAGGING, one_hot_outputs(reference, labelled, 12), features), features, unlabelled, PANX)
     assert predictions == [e["labels"] for e in labelled]
