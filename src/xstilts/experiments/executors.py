@@ -8,7 +8,9 @@ mistake; a future that ends in an exception (a bug, a crashed worker process) is
 - `SequentialExecutor`: in this process, one node at a time (`--workers 1`).
 - `ProcessExecutor`: one fresh process (spawn) per node, at most N at once. On a machine with
   GPUs each slot owns one visible GPU (CUDA_VISIBLE_DEVICES); on CPU each process gets
-  cores // N torch threads, so N workers do not oversubscribe the cores.
+  cores // N torch threads, so N workers do not oversubscribe the cores, except a node submitted
+  with `submit_alone` (the scheduler's word that nothing else can run meanwhile, such as a
+  study's prepare node): it gets every core, not a share of them beside idle ones.
 - Ray and Slurm: `xstilts.experiments.cluster` (imported only when asked for).
 """
 
@@ -35,7 +37,11 @@ class Executor(Protocol):
     """Runs `fn(*args)` somewhere and hands back a future of its result."""
 
     def submit(self, fn: Callable, *args: Any) -> concurrent.futures.Future:
-        """Start (or queue) `fn(*args)`; `fn` is a picklable top-level function."""
+        """Start (or queue) `fn(*args)`; `fn` is a picklable top-level function.
+
+        An executor that can widen one node's share of the machine also has
+        `submit_alone(fn, *args)`, used for a node that never runs beside another.
+        """
         ...
 
     def shutdown(self) -> None:
@@ -84,8 +90,12 @@ def worker_environments(workers: int, gpus: list[str], cores: int) -> list[dict[
     than GPUs), else an equal share of the CPU cores as torch threads."""
     if gpus:
         return [{"CUDA_VISIBLE_DEVICES": gpus[slot % len(gpus)]} for slot in range(workers)]
-    threads = str(max(1, cores // workers))
-    return [{"XSTILTS_TORCH_THREADS": threads, "OMP_NUM_THREADS": threads} for _ in range(workers)]
+    return [thread_environment(max(1, cores // workers)) for _ in range(workers)]
+
+
+def thread_environment(threads: int) -> dict[str, str]:
+    """A CPU worker's environment for `threads` torch threads (OpenMP's pool included)."""
+    return {"XSTILTS_TORCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
 
 
 def _die_with_parent(parent: int) -> None:
@@ -128,7 +138,10 @@ class ProcessExecutor:
 
     def __init__(self, workers: int, gpus: list[str] | None = None, cores: int | None = None):
         gpus = visible_gpus() if gpus is None else gpus
-        self.environments = worker_environments(workers, gpus, cores or available_cores())
+        cores = cores or available_cores()
+        self.environments = worker_environments(workers, gpus, cores)
+        # A lone node keeps its slot's GPU; on CPU it takes every core.
+        self.alone_environment = {} if gpus else thread_environment(cores)
         self._context = multiprocessing.get_context("spawn")
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
@@ -139,7 +152,19 @@ class ProcessExecutor:
         if self._closed:
             raise RuntimeError("submit after shutdown")
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._queue.put((future, fn, args))
+        self._queue.put((future, fn, args, False))
+        return future
+
+    def submit_alone(self, fn: Callable, *args: Any) -> concurrent.futures.Future:
+        """As `submit`, for a node the caller runs with nothing beside it: on CPU it gets every core.
+
+        The thread count is the caller's promise, not a check: it makes a node's thread count
+        (and so its floating-point sums) depend on the graph, never on timing.
+        """
+        if self._closed:
+            raise RuntimeError("submit after shutdown")
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((future, fn, args, True))
         return future
 
     def shutdown(self) -> None:
@@ -173,11 +198,10 @@ class ProcessExecutor:
                 else:
                     waiting.append(item)
 
-    def _start(self, slot: int, future: concurrent.futures.Future, fn: Callable, args: tuple) -> dict:
+    def _start(self, slot: int, future: concurrent.futures.Future, fn: Callable, args: tuple, alone: bool) -> dict:
         receiver, sender = self._context.Pipe(duplex=False)
-        process = self._context.Process(
-            target=_child, args=(sender, os.getpid(), self.environments[slot], fn, args), daemon=False
-        )
+        env = {**self.environments[slot], **(self.alone_environment if alone else {})}
+        process = self._context.Process(target=_child, args=(sender, os.getpid(), env, fn, args), daemon=False)
         process.start()
         sender.close()  # the child holds its end: a dead child closes the pipe
         return {receiver: (process, future, slot)}

@@ -5,6 +5,11 @@ fails (a failed outcome, an exception, a crashed worker) fails its dependants, w
 "dependency <id> failed: <reason>", and the other nodes go on. Nothing here keeps state: the
 store and the checkpoint cache say what is done, so a rerun after any failure or kill runs only
 what is missing.
+
+A node that can never run beside another (every other node is its ancestor or its dependant,
+such as a study's prepare node) is submitted with the executor's `submit_alone` where it has
+one, so it gets every core instead of a worker's share. This is decided from the whole graph,
+not from what happens to be in flight, so a node's thread count does not depend on timing.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ def run_graph(
         fn: the picklable top-level function submitted per node, `fn(node, home)`.
     """
     outcomes: dict[str, NodeOutcome] = {}
+    alone = lone_nodes(nodes)
+    submit_alone = getattr(executor, "submit_alone", executor.submit)
     waiting = [node_id for node_id in nodes if node_id in todo]
     in_flight: dict[concurrent.futures.Future, Node] = {}
     causes: dict[str, str] = {}  # failed node -> the reason its dependants fail with
@@ -69,7 +76,8 @@ def run_graph(
             elif len(in_flight) < limit and all(dep not in todo or completed(outcomes.get(dep)) for dep in node.deps):
                 waiting.remove(node_id)
                 on_event(Event("started", node))
-                in_flight[executor.submit(fn, node, home)] = node
+                submit = submit_alone if node_id in alone else executor.submit
+                in_flight[submit(fn, node, home)] = node
         if not in_flight:
             continue
         finished, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -80,6 +88,23 @@ def run_graph(
                 causes[node.id] = f"dependency {node.id} failed: {outcome.message}"
             on_event(Event(outcome.status, node, outcome))
     return outcomes
+
+
+def lone_nodes(nodes: Mapping[str, Node]) -> set[str]:
+    """The nodes that never run beside another: every other node is an ancestor or a dependant.
+
+    Example:
+        >>> lone_nodes({"p": Node("p", "prepare", "s"), "a": Node("a", "run", "s", ("p",)), "b": Node("b", "run", "s", ("p",))})
+        {'p'}
+    """
+    ancestors: dict[str, set[str]] = {}
+    for node_id, node in nodes.items():  # dependency order: a node's deps come first
+        ancestors[node_id] = set().union(*({dep} | ancestors.get(dep, set()) for dep in node.deps))
+    related = {node_id: set(found) for node_id, found in ancestors.items()}
+    for node_id, found in ancestors.items():
+        for ancestor in found:
+            related[ancestor].add(node_id)
+    return {node_id for node_id, found in related.items() if len(found) == len(nodes) - 1}
 
 
 def completed(outcome: NodeOutcome | None) -> bool:
