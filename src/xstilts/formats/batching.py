@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from xstilts.config.schema import Precision
 from xstilts.formats.base import Feature
+
+T = TypeVar("T")
 
 TENSOR_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
@@ -82,12 +87,44 @@ def example_units(features: list[Feature]) -> list[list[int]]:
     return list(units.values())
 
 
-def shuffled_examples(features: list[Feature], generator: torch.Generator) -> Iterator[list[Feature]]:
-    """Endless stream of examples (the list of features of each) in a new random order each pass."""
+def feature_length(feature: Feature) -> int:
+    """Tokens a feature puts into a batch: its input, plus its target in text-to-text mode."""
+    return len(feature["input_ids"]) + len(feature.get("target_ids", ()))
+
+
+def shuffled_examples(
+    features: list[Feature], generator: torch.Generator, *, group_size: int | None = None
+) -> Iterator[list[Feature]]:
+    """Endless stream of examples (the list of features of each) in a new random order each pass.
+
+    With `group_size` (HF's `group_by_length`), each pass is cut into chunks of that many
+    examples in the random order and each chunk is sorted by length, longest first: consecutive
+    examples, and so the examples of a batch, have similar lengths, and dynamic padding adds
+    little. An example's length is that of its longest feature (the choices of a multiple-choice
+    example, the windows of a long one, stay together).
+    """
     units = example_units(features)
+    lengths = [max(feature_length(features[index]) for index in unit) for unit in units] if group_size else []
     while True:
-        for unit in torch.randperm(len(units), generator=generator).tolist():
+        order = torch.randperm(len(units), generator=generator).tolist()
+        if group_size:
+            # sorted() is stable: examples of equal length keep their random order.
+            chunks = (order[start : start + group_size] for start in range(0, len(order), group_size))
+            order = [unit for chunk in chunks for unit in sorted(chunk, key=lambda unit: -lengths[unit])]
+        for unit in order:
             yield [features[index] for index in units[unit]]
+
+
+def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """`items`, computed up to `depth` ahead in a background thread: the next batches are
+    collated and padded (Python work) while the model runs forward and backward (torch releases
+    the GIL). One worker calls `next` in order, so the items and their order are unchanged."""
+    end = object()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = deque(pool.submit(next, items, end) for _ in range(depth))
+        while (item := pending.popleft().result()) is not end:
+            pending.append(pool.submit(next, items, end))
+            yield item
 
 
 def take(stream: Iterator[list[Feature]], examples: int) -> list[Feature]:

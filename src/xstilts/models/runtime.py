@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from xstilts.config.schema import Device
+from xstilts.config.schema import Device, Precision
 from xstilts.errors import UserError
 
 
@@ -28,3 +28,10 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def configure_matmul(device: torch.device, precision: Precision) -> None:
+    """Let CUDA fp32 matrix products use TensorFloat-32 exactly when the run asks for
+    `precision: tf32` (a process-wide switch, set by each phase); nothing changes on a CPU."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision is Precision.TF32

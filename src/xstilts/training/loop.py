@@ -9,6 +9,8 @@ features), and mixture sizes and caps are example counts.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 
@@ -20,8 +22,9 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 from xstilts.config.schema import DevAggregation, MixtureConfig, Mixing, Precision, TrainConfig
 from xstilts.evaluation.predict import EvalSplit, evaluate_split, primary_score
 from xstilts.formats.base import Feature, TaskFormat
-from xstilts.formats.batching import autocast, collate, example_units, shuffled_examples
+from xstilts.formats.batching import autocast, collate, example_units, prefetched, shuffled_examples
 from xstilts.models.multitask import MultiTaskModel
+from xstilts.models.runtime import configure_matmul
 from xstilts.tasks.spec import TaskSpec
 from xstilts.training.distributed import all_reduce_gradients, broadcast_object, is_main, main_writes, rank, shard, world_size
 from xstilts.training.optim import build_adamw
@@ -30,7 +33,10 @@ from xstilts.training.samplers import draw_tasks, task_probabilities
 from xstilts.training.selection import EpochSnapshots
 
 # bump when a change to training changes the weights it produces; part of every checkpoint key
-TRAINING_VERSION = 2
+TRAINING_VERSION = 3
+
+# Length grouping sorts chunks of this many batches (HF Trainer's megabatch of 50).
+GROUP_BATCHES = 50
 
 
 @dataclass
@@ -90,8 +96,12 @@ def dev_scores(model, tasks, *, tokenizer, device, precision, batch_size) -> dic
     return broadcast_object(scores)
 
 
-def micro_batch_loss(model, tasks, streams, counts: dict[int, int], *, tokenizer, device, precision) -> torch.Tensor:
-    """Loss of one micro-batch holding `counts[i]` examples of task i, each task weighted by its share.
+MicroBatch = list[tuple[int, dict, float]]
+
+
+def collate_micro_batch(tasks, streams, counts: dict[int, int], *, tokenizer, device) -> MicroBatch:
+    """One micro-batch holding `counts[i]` examples of task i: (task index, collated batch, weight
+    of the task's loss) per task, each task weighted by its share of the examples.
 
     Under data-parallel training every rank draws the whole micro-batch (the streams stay in
     step) and trains on its share of the examples, weighted so that the ranks' losses sum to this
@@ -99,13 +109,40 @@ def micro_batch_loss(model, tasks, streams, counts: dict[int, int], *, tokenizer
     """
     total = sum(counts.values())
     examples = {index: [next(streams[index]) for _ in range(count)] for index, count in counts.items()}
+    return [
+        (index, collate(features, tokenizer, device), counts[index] / total * share)
+        for index, (features, share) in shard(examples, rank(), world_size()).items()
+    ]
+
+
+def step_micro_batches(
+    tasks, streams, draws: list[int], cfg: TrainConfig, mixing: Mixing, steps: range, *, tokenizer, device
+) -> Iterator[list[MicroBatch]]:
+    """The `grad_accum` collated micro-batches of each step in `steps`, in order."""
+    per_step = draws_per_step(cfg, mixing)
+    for step in steps:
+        step_draws = draws[(step - 1) * per_step : step * per_step]
+        yield [
+            collate_micro_batch(
+                tasks, streams, micro_batch_counts(step_draws, micro, cfg.batch_size, mixing), tokenizer=tokenizer, device=device
+            )
+            for micro in range(cfg.grad_accum)
+        ]
+
+
+def micro_batch_loss(model, tasks, micro_batch: MicroBatch, *, device, precision) -> torch.Tensor:
+    """The weighted sum of the task losses of one micro-batch."""
     loss = 0.0
-    for index, (features, share) in shard(examples, rank(), world_size()).items():
+    for index, batch, weight in micro_batch:
         task = tasks[index]
-        batch = collate(features, tokenizer, device)
         with autocast(device, precision):
-            loss = loss + task.fmt.loss(model(task.spec.head_name, batch), batch) * (counts[index] / total * share)
+            loss = loss + task.fmt.loss(model(task.spec.head_name, batch), batch) * weight
     return loss
+
+
+def draws_per_step(cfg: TrainConfig, mixing: Mixing) -> int:
+    """Task draws per optimiser step: one (all its micro-batches share the task), or one per example."""
+    return 1 if mixing is Mixing.TASK_PER_STEP else cfg.batch_size * cfg.grad_accum
 
 
 def micro_batch_counts(step_draws: list[int], micro: int, batch_size: int, mixing: Mixing) -> dict[int, int]:
@@ -116,17 +153,15 @@ def micro_batch_counts(step_draws: list[int], micro: int, batch_size: int, mixin
     return {index: chunk.count(index) for index in sorted(set(chunk))}
 
 
-def accumulate_gradients(
-    model, tasks, streams, step_draws: list[int], cfg: TrainConfig, mixing: Mixing, *, tokenizer, device, precision
-) -> tuple[torch.Tensor, set[int]]:
-    """Backward over the `grad_accum` micro-batches of one step; returns the step's loss (the mean
-    over its micro-batches, as its gradient is) and the tasks it trained."""
+def accumulate_gradients(model, tasks, micro_batches: list[MicroBatch], *, device, precision) -> tuple[torch.Tensor, set[int]]:
+    """Backward over the micro-batches of one step; returns the step's loss (the mean over its
+    micro-batches, as its gradient is) and the tasks it trained."""
     step_loss, trained = torch.zeros((), device=device), set()
-    for micro in range(cfg.grad_accum):
-        counts = micro_batch_counts(step_draws, micro, cfg.batch_size, mixing)
-        loss = micro_batch_loss(model, tasks, streams, counts, tokenizer=tokenizer, device=device, precision=precision)
-        (loss / cfg.grad_accum).backward()
-        step_loss, trained = step_loss + loss.detach().float() / cfg.grad_accum, trained | set(counts)
+    for micro_batch in micro_batches:
+        loss = micro_batch_loss(model, tasks, micro_batch, device=device, precision=precision)
+        (loss / len(micro_batches)).backward()
+        step_loss = step_loss + loss.detach().float() / len(micro_batches)
+        trained |= {index for index, _, _ in micro_batch}
     # Data-parallel: the ranks' gradients summed into each (a no-op in one process), before clipping.
     step_loss = all_reduce_gradients([p for p in model.parameters() if p.requires_grad], step_loss)
     return step_loss, trained
@@ -135,7 +170,7 @@ def accumulate_gradients(
 def replay_steps(streams, draws: list[int], cfg: TrainConfig, mixing: Mixing, steps: int) -> None:
     """Consume from the streams the examples of the first `steps` steps, computing nothing:
     a resumed run's data order continues where the saved run stopped."""
-    per_step = 1 if mixing is Mixing.TASK_PER_STEP else cfg.batch_size * cfg.grad_accum
+    per_step = draws_per_step(cfg, mixing)
     for start in range(0, steps * per_step, per_step):
         for micro in range(cfg.grad_accum):
             # In micro_batch_loss's order: by task, as micro_batch_counts lists them.
@@ -172,19 +207,27 @@ def train_model(
     (rank 0); that changes nothing in training.
     """
     generator = torch.Generator().manual_seed(seed)
+    configure_matmul(device, precision)
     model.to(device).train()
     if cfg.freeze_embeddings:
         model.freeze_word_embeddings()
+    if cfg.compile:
+        model.backbone.compile(dynamic=True)  # in place: parameter names, and so checkpoints, are unchanged
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_adamw(model, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay)
     per_epoch, steps = total_steps(tasks, cfg)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
-    streams = [shuffled_examples(task.features, generator) for task in tasks]
+    # Each stream shuffles with a generator of its own, seeded from the run's: a stream read
+    # ahead by the prefetching thread leaves the run's generator (saved with a resume state) alone.
+    group_size = cfg.batch_size * GROUP_BATCHES if cfg.group_by_length else None
+    streams = [
+        shuffled_examples(task.features, torch.Generator().manual_seed(stream_seed), group_size=group_size)
+        for task, stream_seed in zip(tasks, torch.randint(2**62, (len(tasks),), generator=generator).tolist())
+    ]
     probabilities = task_probabilities({t.spec.name: t.examples for t in tasks}, mixture)
     # Draws are made up front from the seed: one task per optimiser step (all its micro-batches
     # share it), or one task per example for mixed batches.
-    per_step = 1 if mixture.mixing is Mixing.TASK_PER_STEP else cfg.batch_size * cfg.grad_accum
-    draws = draw_tasks(probabilities, steps * per_step, generator)
+    draws = draw_tasks(probabilities, steps * draws_per_step(cfg, mixture.mixing), generator)
     state = TrainingState(model, optimizer, scheduler, generator)
     if checkpointing and restore(state, checkpointing.folder, replay=partial(replay_steps, streams, draws, cfg, mixture.mixing)):
         checkpointing.log(f"resuming {checkpointing.phase} from step {state.step} of {steps}")
@@ -192,12 +235,11 @@ def train_model(
     if bar is not None and state.step:
         progress.update(bar, completed=state.step)
 
-    with StopSignals(enabled=checkpointing is not None) as stop:
-        for step in range(state.step + 1, steps + 1):
-            step_draws = draws[(step - 1) * per_step : step * per_step]
-            step_loss, trained = accumulate_gradients(
-                model, tasks, streams, step_draws, cfg, mixture.mixing, tokenizer=tokenizer, device=device, precision=precision
-            )
+    remaining = range(state.step + 1, steps + 1)
+    batches = prefetched(step_micro_batches(tasks, streams, draws, cfg, mixture.mixing, remaining, tokenizer=tokenizer, device=device))
+    with StopSignals(enabled=checkpointing is not None) as stop, closing(batches):
+        for step, micro_batches in zip(remaining, batches):
+            step_loss, trained = accumulate_gradients(model, tasks, micro_batches, device=device, precision=precision)
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
             scheduler.step()

@@ -26,6 +26,7 @@ from xstilts.atomic import atomic_directory
 from xstilts.errors import UserError
 from xstilts.formats.batching import autocast, pad_targets
 from xstilts.formats.span_corruption import corrupt_spans, sentinel_ids
+from xstilts.models.runtime import configure_matmul
 from xstilts.models.sources import check_loading_info, quiet_transformers
 from xstilts.training.optim import build_adamw
 
@@ -76,9 +77,10 @@ def train_steps(
 ) -> None:
     """`steps` AdamW steps (linear schedule, 5% warm-up, gradients clipped at 1) on `batches`;
     raises when the last loss is not finite."""
+    configure_matmul(device, precision)
+    model.to(device).train()
     optimizer = build_adamw(model, learning_rate=learning_rate, weight_decay=0.01)
     scheduler = get_linear_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
-    model.to(device).train()
     bar = progress.add_task(label, total=steps) if progress else None
     for step in range(steps):
         batch = {key: value.to(device) for key, value in next(batches).items()}

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from xstilts.formats.batching import collate, collate_labels, example_units, shuffled_examples, take
+from xstilts.formats.batching import collate, collate_labels, example_units, prefetched, shuffled_examples, take
 from xstilts.formats.multiple_choice import MULTIPLE_CHOICE
 from xstilts.formats.span_qa import SPAN_QA
 from xstilts.formats.tagging import TAGGING
@@ -76,3 +76,51 @@ def test_tagging_windows_group_by_example_and_classification_features_stand_alon
     assert len(features) > 3
     assert [len(unit) for unit in example_units(features)] == [len(features) - 1, 1]
     assert example_units([{"input_ids": [1], "labels": 0}] * 3) == [[0], [1], [2]]
+
+
+def varied_features(n: int) -> list[dict]:
+    """Multiple-choice-like features: example g has 2 choices of length 1 + (7g mod 23) and 2 + (7g mod 23)."""
+    return [{"group": g, "input_ids": [1] * (1 + c + (7 * g) % 23)} for g in range(n) for c in range(2)]
+
+
+def test_grouped_streams_sort_each_chunk_by_length_and_keep_examples_whole():
+    features = varied_features(40)
+    units = example_units(features)
+    stream = shuffled_examples(features, torch.Generator().manual_seed(0), group_size=10)
+    passes = [[next(stream) for _ in range(40)] for _ in range(2)]
+    for examples in passes:
+        # Every example once per pass, its two choices together.
+        assert sorted(example[0]["group"] for example in examples) == list(range(40))
+        assert all(len(example) == 2 and example[0]["group"] == example[1]["group"] for example in examples)
+        for start in range(0, 40, 10):
+            lengths = [len(example[1]["input_ids"]) for example in examples[start : start + 10]]
+            assert lengths == sorted(lengths, reverse=True)
+    # The chunks themselves are a new random draw each pass.
+    assert [e[0]["group"] for e in passes[0]] != [e[0]["group"] for e in passes[1]]
+    assert len(units) == 40
+
+
+def test_grouping_cuts_padding_of_dynamically_padded_batches():
+    features = varied_features(320)
+
+    def padding_share(group_size):
+        stream = shuffled_examples(features, torch.Generator().manual_seed(0), group_size=group_size)
+        padded = real = 0
+        for _ in range(20):
+            batch = take(stream, 16)
+            lengths = [len(f["input_ids"]) for f in batch]
+            padded, real = padded + max(lengths) * len(lengths), real + sum(lengths)
+        return 1 - real / padded
+
+    assert padding_share(None) > 0.3 and padding_share(16 * 20) < 0.1
+
+
+def test_prefetched_keeps_items_and_order_and_raises_the_producers_error():
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        list(prefetched(failing()))

@@ -11,7 +11,7 @@ from xstilts.config.schema import Precision
 from xstilts.errors import UserError
 from xstilts.formats.batching import collate, shuffled_examples
 from xstilts.training.distributed import check_batch_size, shard
-from xstilts.training.loop import micro_batch_loss
+from xstilts.training.loop import collate_micro_batch, micro_batch_loss
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_loop import BUILDERS, build_model, train_task  # noqa: E402  (the loop tests' tiny model and data)
@@ -60,7 +60,8 @@ def ranks_loss_and_gradients(model, tasks, tokenizer, counts, monkeypatch, rank:
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("WORLD_SIZE", str(world))
     streams = [shuffled_examples(task.features, torch.Generator().manual_seed(3)) for task in tasks]
-    loss = micro_batch_loss(model, tasks, streams, counts, tokenizer=tokenizer, device=CPU, precision=Precision.FP32)
+    micro_batch = collate_micro_batch(tasks, streams, counts, tokenizer=tokenizer, device=CPU)
+    loss = micro_batch_loss(model, tasks, micro_batch, device=CPU, precision=Precision.FP32)
     model.zero_grad(set_to_none=True)
     loss.backward()
     return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}

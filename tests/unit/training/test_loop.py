@@ -17,7 +17,7 @@ from xstilts.formats.base import get_format
 from xstilts.formats.batching import collate, shuffled_examples
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.training import loop
-from xstilts.training.loop import TrainTask, micro_batch_loss, total_steps, train_model
+from xstilts.training.loop import TrainTask, collate_micro_batch, micro_batch_loss, total_steps, train_model
 from xstilts.training.optim import build_adamw
 
 
@@ -152,21 +152,23 @@ def test_a_mixed_micro_batch_weights_each_task_by_its_share_of_examples(tokenize
     tasks = [train_task("xnli", 3, tokenizer), qa]
     model = build_model(tokenizer, tasks).eval()
     streams = [shuffled_examples(task.features, torch.Generator().manual_seed(1)) for task in tasks]
-    loss = micro_batch_loss(model, tasks, streams, {0: 3, 1: 1}, tokenizer=tokenizer, device=CPU, precision=Precision.FP32)
+    micro_batch = collate_micro_batch(tasks, streams, {0: 3, 1: 1}, tokenizer=tokenizer, device=CPU)
+    loss = micro_batch_loss(model, tasks, micro_batch, device=CPU, precision=Precision.FP32)
     pair, qa = (collate(task.features, tokenizer, CPU) for task in tasks)
     expected = 0.75 * tasks[0].fmt.loss(model("nli", pair), pair) + 0.25 * tasks[1].fmt.loss(model("squad", qa), qa)
     torch.testing.assert_close(loss, expected)
 
 
 def record_counts(monkeypatch) -> list[dict[int, int]]:
-    """Replace the micro-batch loss by a constant one and keep the examples each task got."""
+    """Replace the micro-batches by empty ones with a constant loss, and keep the examples each task got."""
     seen = []
 
-    def counting_loss(model, tasks, streams, counts, **kwargs):
+    def counting_micro_batch(tasks, streams, counts, **kwargs):
         seen.append(counts)
-        return torch.zeros((), requires_grad=True)
+        return [(index, {}, 1.0) for index in counts]
 
-    monkeypatch.setattr(loop, "micro_batch_loss", counting_loss)
+    monkeypatch.setattr(loop, "collate_micro_batch", counting_micro_batch)
+    monkeypatch.setattr(loop, "micro_batch_loss", lambda *args, **kwargs: torch.zeros((), requires_grad=True))
     return seen
 
 
@@ -214,3 +216,15 @@ def test_frozen_parameters_are_in_no_group(tokenizer):
     grouped = [id(p) for group in groups for p in group["params"]]
     assert id(model.encoder.get_input_embeddings().weight) not in grouped
     assert len(grouped) == len([p for p in model.parameters() if p.requires_grad])
+
+
+@pytest.mark.slow
+def test_a_compiled_model_trains_to_the_same_weights_and_keeps_its_parameter_names(tokenizer):
+    # torch.compile (inductor, compiled here on the CPU: about a minute) only fuses kernels.
+    tasks = [train_task("xnli", 64, tokenizer)]
+    plain, compiled = build_model(tokenizer, tasks), build_model(tokenizer, tasks)
+    run(plain, tasks, tokenizer, batch_size=8)
+    run(compiled, tasks, tokenizer, batch_size=8, compile=True)
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+    for key, value in plain.state_dict().items():
+        torch.testing.assert_close(compiled.state_dict()[key], value, atol=1e-5, rtol=1e-4, msg=key)
