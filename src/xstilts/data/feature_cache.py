@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -39,6 +40,7 @@ LAYOUT_VERSION = 1
 #: set to 0 to featurise afresh every time (results are the same either way)
 SWITCH = "XSTILTS_FEATURE_CACHE"
 _INT_LIST = pa.list_(pa.int64())
+HASH_CHUNK = 1000
 
 _tokenizer_hashes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -50,10 +52,11 @@ def hash_examples(examples: list[Example]) -> str:
     holding that string in memory: a list's JSON is its items' JSON joined by ", " in brackets.
     """
     digest = hashlib.sha256(b"[")
-    for index, example in enumerate(examples):
-        if index:
+    # Chunks of examples, not one at a time: one C-encoder call per chunk is several times faster.
+    for start in range(0, len(examples), HASH_CHUNK):
+        if start:
             digest.update(b", ")
-        digest.update(json.dumps(example, sort_keys=True, default=str).encode())
+        digest.update(json.dumps(examples[start : start + HASH_CHUNK], sort_keys=True, default=str)[1:-1].encode())
     digest.update(b"]")
     return digest.hexdigest()
 
@@ -120,11 +123,16 @@ class FeatureCache:
         path = self.path(key)
         if not path.exists():
             return None
+        collecting = gc.isenabled()
+        gc.disable()  # millions of new lists and no garbage: collection passes would double the time
         try:
             with pa.memory_map(str(path)) as source:
                 return decode(pa.ipc.open_file(source).read_all())
         except (pa.ArrowInvalid, OSError, KeyError, ValueError):
             return None  # not ours or damaged (entries are renamed into place whole): featurise again
+        finally:
+            if collecting:
+                gc.enable()
 
     def store(self, key: str, features: list[Feature]) -> None:
         """Write `features` under `key`: to a temporary file, then renamed into place."""

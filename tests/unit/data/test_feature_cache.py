@@ -114,7 +114,7 @@ def test_key_changes_with_every_part(formats_fixture):
 
 
 def test_streaming_hash_equals_the_old_json_hash():
-    for examples in ([], pair_examples(1), pair_examples(50), [{"b": [1, {"x": None}], "a": "é\"\n", "p": object}]):
+    for examples in ([], pair_examples(1), pair_examples(50), pair_examples(2500), [{"b": [1, {"x": None}], "a": "é\"\n", "p": object}]):
         assert hash_examples(examples) == hash_json(examples)
     assert json.dumps([1, 2], sort_keys=True, default=str) == "[1, 2]"
 
