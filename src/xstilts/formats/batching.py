@@ -16,6 +16,9 @@ from xstilts.formats.base import Feature
 
 T = TypeVar("T")
 
+# Length grouping sorts chunks of this many batches (HF Trainer's megabatch of 50).
+GROUP_BATCHES = 50
+
 TENSOR_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
@@ -108,11 +111,16 @@ def shuffled_examples(
     while True:
         order = torch.randperm(len(units), generator=generator).tolist()
         if group_size:
-            # sorted() is stable: examples of equal length keep their random order.
-            chunks = (order[start : start + group_size] for start in range(0, len(order), group_size))
-            order = [unit for chunk in chunks for unit in sorted(chunk, key=lambda unit: -lengths[unit])]
+            order = grouped_by_length(order, lengths, group_size)
         for unit in order:
             yield [features[index] for index in units[unit]]
+
+
+def grouped_by_length(order: list[int], lengths: list[int], group_size: int) -> list[int]:
+    """`order` cut into chunks of `group_size`, each sorted by `lengths`, longest first; sorted()
+    is stable, so items of equal length keep their random order."""
+    chunks = (order[start : start + group_size] for start in range(0, len(order), group_size))
+    return [item for chunk in chunks for item in sorted(chunk, key=lambda item: -lengths[item])]
 
 
 def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:

@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 from xstilts.config.schema import DevAggregation, MixtureConfig, Mixing, Precision, TrainConfig
 from xstilts.evaluation.predict import EvalSplit, evaluate_split, primary_score
 from xstilts.formats.base import Feature, TaskFormat
-from xstilts.formats.batching import autocast, collate, example_units, prefetched, shuffled_examples
+from xstilts.formats.batching import GROUP_BATCHES, autocast, collate, example_units, prefetched, shuffled_examples
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.models.runtime import configure_matmul
 from xstilts.tasks.spec import TaskSpec
@@ -34,9 +34,6 @@ from xstilts.training.selection import EpochSnapshots
 
 # bump when a change to training changes the weights it produces; part of every checkpoint key
 TRAINING_VERSION = 3
-
-# Length grouping sorts chunks of this many batches (HF Trainer's megabatch of 50).
-GROUP_BATCHES = 50
 
 
 @dataclass
