@@ -64,8 +64,8 @@ def test_length_grouped_index_batches_cover_every_item_once_per_pass_with_little
     batches = index_batches(1000, 10, torch.Generator().manual_seed(0), lengths)
     first_pass = [next(batches) for _ in range(100)]
     assert sorted(index for batch in first_pass for index in batch) == list(range(1000))
-    # Chunks of 50 batches (500 items of 40 lengths) sorted by length: a batch spans at most 2 lengths.
-    assert all(max(lengths[i] for i in batch) - min(lengths[i] for i in batch) <= 1 for batch in first_pass)
+    # Chunks of 50 batches (500 items, ~12 per length) sorted by length: a batch spans at most 3 lengths.
+    assert all(max(lengths[i] for i in batch) - min(lengths[i] for i in batch) <= 2 for batch in first_pass)
     # Batches in random order, not longest first.
     longest = [max(lengths[i] for i in batch) for batch in first_pass]
     assert longest != sorted(longest, reverse=True)
