@@ -36,7 +36,7 @@ from xstilts.experiments.phases import (
 from xstilts.experiments.store import FAILED, INTERRUPTED, ErrorRow, ResultsStore, store_home
 from xstilts.experiments.zero_shot import zero_shot
 from xstilts.models.cards import seen_tasks
-from xstilts.models.runtime import resolve_device
+from xstilts.models.runtime import run_device
 from xstilts.models.sources import PACKAGED_PREFIX
 from xstilts.results import ResultRow
 from xstilts.tasks.registry import TaskRegistry, load_registry
@@ -224,7 +224,7 @@ def run_experiment(
     registry = load_registry(config.task_specs)
     config = preflight(config, registry)
     warn_seen_tasks(config, console)
-    device = resolve_device(config.device)
+    device = run_device(config.device, config.precision)
     store = ResultsStore(store_home(home), read_only=not is_main())
     record = recorded_run(store, config.name, config.model_dump(mode="json"), **node)
     with process_group(device), record as (run_id, run_dir, rows, errors), make_progress(console) as progress:
@@ -246,8 +246,9 @@ def run_intermediate_only(config: ExperimentConfig, home: Path | str | None, con
     preflight_intermediate(config, registry)
     store = ResultsStore(store_home(home))
     recorded = {key: value for key, value in config.model_dump(mode="json").items() if key != "target"}
+    device = run_device(config.device, config.precision)
     with recorded_run(store, name, recorded, **node) as (run_id, run_dir, rows, errors), make_progress(console) as progress:
-        ctx = RunContext(run_id, config, registry, store, run_dir, resolve_device(config.device), console, progress, errors=errors)
+        ctx = RunContext(run_id, config, registry, store, run_dir, device, console, progress, errors=errors)
         _, _, phase_rows = run_intermediate_phase(ctx)
         rows.extend(phase_rows)
     return run_id
@@ -291,9 +292,10 @@ def evaluate_model(config: EvalConfig, home: Path | str | None = None, console: 
     config = config.model_copy(update={"retrieval": resolve_retrieval_config(config.retrieval, config.model, spec)})
     store = ResultsStore(store_home(home))
     record = recorded_run(store, f"eval-{spec.name}", config.model_dump(mode="json"))
+    device = run_device(config.device, config.precision)
     with record as (run_id, run_dir, rows, errors), make_progress(console) as progress:
         ctx = RunContext(
-            run_id, None, registry, store, run_dir, resolve_device(config.device), console, progress, errors=errors,
+            run_id, None, registry, store, run_dir, device, console, progress, errors=errors,
             mode=eval_mode(config), text_to_text=config.text_to_text,
         )
         if spec.format is Format.RETRIEVAL:

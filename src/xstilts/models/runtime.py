@@ -35,3 +35,10 @@ def configure_matmul(device: torch.device, precision: Precision) -> None:
     `precision: tf32` (a process-wide switch, set by each phase); nothing changes on a CPU."""
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision is Precision.TF32
+
+
+def run_device(device: Device, precision: Precision) -> torch.device:
+    """The device of a run, with its matrix-product precision set (`configure_matmul`)."""
+    resolved = resolve_device(device)
+    configure_matmul(resolved, precision)
+    return resolved
