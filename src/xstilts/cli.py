@@ -197,12 +197,13 @@ def quickstart(
     overrides: Overrides = None,
     store: StoreOption = None,
     workdir: Annotated[Optional[Path], typer.Option(help="where generated data and tiny models go (default: STORE/quickstart)")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="arm runs at once, cores // workers threads each (default: one per core, at most 4; 1: one by one in this process)")] = None,
 ) -> None:
     """Run the shipped miniature experiment fully offline (synthetic languages, a tiny model; minutes on 2 CPU cores)."""
     from xstilts.experiments.quickstart import run_quickstart, transfer_table
     from xstilts.experiments.store import ResultsStore, store_home
 
-    run_ids = run_quickstart(home=store, workdir=workdir, console=err, overrides=overrides or [])
+    run_ids = run_quickstart(home=store, workdir=workdir, console=err, overrides=overrides or [], workers=workers)
     results_store = ResultsStore(store_home(store))
     out.print(transfer_table(results_store, run_ids))
     out.print(f"results: {results_store.path} ({len(run_ids)} runs; `xstilts results` shows every row)")

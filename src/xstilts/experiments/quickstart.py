@@ -5,6 +5,12 @@ generate synthetic languages -> tiny model + tokenizer -> MLM pretraining on eve
 English target training -> zero-shot evaluation on every synthetic language -> table.
 Every artifact is content-keyed under the work dir and reused by later quickstarts.
 
+The preparation runs in this process on every core (nothing can run beside it); the arm x
+target runs then go through the study scheduler, several at once in worker processes with a
+share of the cores each (`workers`; 1 runs them one by one in this process, as before). The
+first target of an intermediate arm trains its phase 2; the arm's other targets wait for it and
+reuse the cached checkpoint.
+
 With `prepare_t5` (set by a study whose runs use `quickstart:t5` or `quickstart:t5-instruct`),
 the miniature also holds research question (a)'s text-to-text start models: a tiny T5 with a
 SentencePiece tokenizer trained on the synthetic text, pretrained with span corruption on every
@@ -21,6 +27,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from statistics import fmean
+from time import perf_counter
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
@@ -33,7 +41,7 @@ from xstilts.errors import UserError
 from xstilts.experiments.fingerprint import hash_file, hash_json, hash_tree
 from xstilts.experiments.phases import subsample
 from xstilts.experiments.run import make_progress, run_experiment
-from xstilts.experiments.store import ResultsStore, store_home
+from xstilts.experiments.store import COMPLETED, FAILED, ResultsStore, store_home
 from xstilts.formats.base import get_format
 from xstilts.models.runtime import resolve_device, seed_everything
 from xstilts.models.text_to_text import TextToTextModel
@@ -42,10 +50,18 @@ from xstilts.synthetic.generate import generate_benchmark
 from xstilts.synthetic.languages import load_languages
 from xstilts.tasks.registry import TaskRegistry, load_registry
 from xstilts.training.loop import TRAINING_VERSION, TrainTask, train_model
-from xstilts.training.pretrain import load_seq2seq_lm, pretrain_mlm, pretrain_span_corruption, save_model
+from xstilts.training.pretrain import (PRETRAINING_VERSION, load_seq2seq_lm, pretrain_mlm, pretrain_span_corruption,
+                                      save_model)
+
+if TYPE_CHECKING:  # study.py imports this module: its names are imported where they are used
+    from xstilts.experiments.scheduler import Event
+    from xstilts.experiments.study import Node, NodeOutcome
 
 QUICKSTART_CONFIG = Path(str(resources.files("xstilts.experiments") / "quickstart.yaml"))
 CONTROL_ARM = "control"
+# Arm runs at once by default (one per core up to this): tiny models gain little from more
+# threads per run, and every worker is a process holding torch.
+MAX_DEFAULT_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -105,7 +121,7 @@ def prepare_models(cfg: QuickstartConfig, data: Path, workdir: Path, console: Co
 def model_folders(cfg: QuickstartConfig, data: Path, workdir: Path) -> tuple[Path, Path]:
     """Where the random-init and the MLM-pretrained model of `cfg` on the generated `data` are."""
     corpus_key = hash_json([hash_tree(data / "mlm"), cfg.model.model_dump(), cfg.seed, BUILDER_VERSION])[:12]
-    pretrained_key = hash_json([corpus_key, cfg.pretrain.model_dump(), cfg.precision.value])[:12]
+    pretrained_key = hash_json([corpus_key, cfg.pretrain.model_dump(), cfg.precision.value, PRETRAINING_VERSION])[:12]
     return workdir / f"tiny-{corpus_key}", workdir / f"tiny-mlm-{pretrained_key}"
 
 
@@ -137,7 +153,7 @@ def t5_folders(cfg: QuickstartConfig, data: Path, workdir: Path, registry: TaskR
     """Where the tiny T5 of `cfg` is: random-init, span-corruption pretrained, instruction-trained."""
     t5 = cfg.t5
     corpus_key = hash_json([hash_tree(data / "mlm"), t5_sizes(cfg), cfg.seed, T5_BUILDER_VERSION])[:12]
-    span_key = hash_json([corpus_key, t5.pretrain.model_dump(), cfg.precision.value])[:12]
+    span_key = hash_json([corpus_key, t5.pretrain.model_dump(), cfg.precision.value, PRETRAINING_VERSION])[:12]
     # The instruction data as trained on: the tasks' files, their specs (prompt templates) and formats.
     prompt = TextToTextConfig(prompt=t5.instruct_prompt)
     specs = [registry.get(name) for name in t5.instruct_tasks]
@@ -226,9 +242,18 @@ def arm_configs(cfg: QuickstartConfig, data: Path, initial: Path, pretrained: Pa
 
 
 def run_quickstart(
-    home: Path | str | None = None, workdir: Path | None = None, console: Console | None = None, overrides: list[str] = ()
+    home: Path | str | None = None, workdir: Path | None = None, console: Console | None = None, overrides: list[str] = (),
+    workers: int | None = None,
 ) -> dict[str, str]:
-    """Run the miniature; return {run id: arm} (one run per arm x target)."""
+    """Run the miniature; return {run id: arm} (one run per arm x target).
+
+    `workers` arm runs go at once (default: one per core, at most `MAX_DEFAULT_WORKERS`); each
+    gets cores // workers torch threads, so its numbers depend on the machine and `workers`, and
+    are the same on every rerun with both unchanged.
+    """
+    from xstilts.experiments.executors import ProcessExecutor, SequentialExecutor, available_cores
+    from xstilts.experiments.scheduler import run_graph
+
     console = console or Console(stderr=True)
     cfg = load_config(QUICKSTART_CONFIG, overrides, schema=QuickstartConfig)
     registry = load_registry()
@@ -236,15 +261,67 @@ def run_quickstart(
         registry.get(name)
     check_languages(cfg, registry)
     workdir = Path(workdir) if workdir else store_home(home) / "quickstart"
+    started = perf_counter()
     data = prepare_data(cfg, workdir, console)
     initial, pretrained = prepare_models(cfg, data, workdir, console)
     if cfg.prepare_t5:  # built for later studies; the quickstart's own arms use the tiny BERT
         prepare_t5_models(cfg, data, workdir, console, registry)
-    runs = {}
-    for arm, config in arm_configs(cfg, data, initial, pretrained):
-        console.print(f"[bold]arm {arm}[/]: target {config.target.task}")
-        runs[run_experiment(config, home=home, console=console)] = arm
-    return runs
+    console.print(f"prepared the miniature in {perf_counter() - started:.0f} s")
+    configs = arm_configs(cfg, data, initial, pretrained)
+    nodes = arm_nodes(configs)
+    workers = workers or min(available_cores(), MAX_DEFAULT_WORKERS)
+    executor = SequentialExecutor() if workers == 1 else ProcessExecutor(workers)
+    try:
+        outcomes = run_graph(nodes, set(nodes), executor, workers, str(store_home(home)), fn=run_arm,
+                             on_event=lambda event: report_arm(event, console))
+    finally:
+        executor.shutdown()
+    failed = [f"arm {nodes[node].labels['arm']} target {nodes[node].labels['target']}: {outcome.message}"
+              for node, outcome in outcomes.items() if outcome.status != COMPLETED]
+    if failed:
+        raise UserError(f"quickstart: {failed[0]}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""))
+    return {outcomes[arm_node_id(arm, config)].run: arm for arm, config in configs}
+
+
+def arm_node_id(arm: str, config: ExperimentConfig) -> str:
+    return f"{arm}-{config.target.task}"
+
+
+def arm_nodes(configs: list[tuple[str, ExperimentConfig]]) -> dict[str, Node]:
+    """One node per arm x target, in the arms' order; an arm's later targets depend on its first,
+    which trains the arm's phase 2 (so it is trained once). Those first runs come first, so the
+    long chains start early."""
+    from xstilts.experiments.study import RUN, Node
+
+    nodes, first, trains_phase2 = {}, {}, []
+    for arm, config in configs:
+        node_id = arm_node_id(arm, config)
+        deps = (first[arm],) if config.intermediate is not None and arm in first else ()
+        if config.intermediate is not None and arm not in first:
+            trains_phase2.append(node_id)
+        first.setdefault(arm, node_id)
+        nodes[node_id] = Node(node_id, RUN, "quickstart", deps, {"arm": arm, "target": config.target.task},
+                              config.model_dump(mode="json"))
+    return {**{node_id: nodes[node_id] for node_id in trains_phase2}, **nodes}
+
+
+def run_arm(node: Node, home: str) -> NodeOutcome:
+    """One arm x target run, in whatever process the executor chose; a user's mistake is a
+    failed outcome with its one-line reason (as a study's `execute_node`)."""
+    from xstilts.experiments.study import NodeOutcome, one_line
+
+    console, started = Console(stderr=True), perf_counter()
+    try:
+        run = run_experiment(ExperimentConfig.model_validate(node.config), home=home, console=console)
+    except UserError as exc:
+        return NodeOutcome(node.id, FAILED, one_line(exc))
+    console.print(f"arm {node.labels['arm']}: target {node.labels['target']} done in {perf_counter() - started:.0f} s")
+    return NodeOutcome(node.id, COMPLETED, None, run)
+
+
+def report_arm(event: Event, console: Console) -> None:
+    if event.kind == "started":
+        console.print(f"[bold]arm {event.node.labels['arm']}[/]: target {event.node.labels['target']}")
 
 
 def transfer_table(store: ResultsStore, runs: dict[str, str]) -> Table:
