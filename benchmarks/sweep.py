@@ -13,7 +13,7 @@ language's accuracy. A second case, CCG-like tagging (1,360 tags, windows of up 
 compares peak memory of the old path (every batch's full [time, tags] logits kept, decoded at
 the end) with xstilts' per-batch decode.
 
-    python benchmarks/sweep.py           # the full table (about 3 minutes on 2 CPU cores)
+    python benchmarks/sweep.py           # the full table (3-6 minutes on 2 shared CPU cores)
     python benchmarks/sweep.py --small   # a quick look
 
 On a GPU both sides run in bf16 and the tables add tokens/s (non-padding tokens) and peak GPU memory.
@@ -266,12 +266,14 @@ def compare_tagging(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="a quick look: 300 pairs per language, 150 tagging sentences")
-    parser.add_argument("--pairs", type=int, default=2000, help="XNLI-shaped pairs per language")
-    parser.add_argument("--sentences", type=int, default=600, help="sentences of the CCG-like tagging case")
+    parser.add_argument("--pairs", type=int, default=1000, help="XNLI-shaped pairs per language (XNLI's test sets: 5,010)")
+    parser.add_argument("--sentences", type=int, default=400, help="sentences of the CCG-like tagging case")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    # One: a tiny model's forward gains little from a second thread, and on a shared CPU a
+    # thread that waits for a busy core makes every batch several times slower.
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even where a GPU is present")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
