@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerBase
 from xstilts.config.schema import Precision
 from xstilts.data.io import Example
 from xstilts.formats.base import Feature, Reduced, ReducedSplit, TaskFormat
-from xstilts.formats.batching import autocast, collate
+from xstilts.formats.batching import autocast, collate, prefetched
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.models.text_to_text import TextToTextModel
 from xstilts.tasks.spec import Metric, TaskSpec
@@ -56,14 +56,19 @@ def head_outputs(
     model.eval()
     order = sorted(range(len(features)), key=lambda index: len(features[index]["input_ids"]))
     chunks = []
+    # Collated in a background thread while the previous batch runs.
+    batches = prefetched(
+        collate([features[index] for index in order[start : start + batch_size]], tokenizer, device)
+        for start in range(0, len(order), batch_size)
+    )
     try:
-        for start in range(0, len(order), batch_size):
-            batch = collate([features[index] for index in order[start : start + batch_size]], tokenizer, device)
+        for batch in batches:
             with autocast(device, precision):
                 output = model(head, batch)
             # Kept on the device until the end: copying each batch out would wait for it to finish.
             chunks.append(reduce(output, batch))
     finally:
+        batches.close()
         model.train(was_training)
     return in_order(join_chunks([to_numpy(chunk) for chunk in chunks]), order)
 
