@@ -1,9 +1,14 @@
 """Feature cache: exact round trip in every format, keys, atomic entries, the off switch, the streaming hash."""
 
+import ast
 import json
+import os
+import pickle  # only to forge a hostile cache entry
 import random
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from fixtures_formats import write_formats_fixture
@@ -53,7 +58,7 @@ def test_cached_features_equal_fresh_features_in_every_format(formats_fixture, t
     warm = featurize_cached(fmt, examples, tokenizer, spec, 48, cache=cache, settings=settings, log=lines.append)
     assert cold == fresh and warm == fresh and len(lines) == 1 and "from the cache" in lines[0]
     # Equal values of other types (a tuple for a list) would compare equal in places and not in others.
-    assert [{k: type(v) for k, v in f.items()} for f in warm] == [{k: type(v) for k, v in f.items()} for f in fresh]
+    assert_exact(warm, fresh)
     assert len(list(tmp_path.glob("*.arrow"))) == 1
 
 
@@ -76,20 +81,102 @@ def test_text_to_text_and_mlm_round_trip(formats_fixture, tmp_path):
     assert featurize_cached(get_format(Format.MLM), lines, wordpiece, mlm, 16, cache=cache) == fresh
 
 
+def assert_exact(decoded, features):
+    """Equal values of equal types all the way down (1 == 1.0 == True and [1] != (1,) alone would not show it)."""
+    assert len(decoded) == len(features)
+    for got, want in zip(decoded, features):
+        assert_same(got, want)
+
+
+def assert_same(got, want):
+    assert type(got) is type(want), (got, want)
+    if isinstance(want, np.ndarray):
+        assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want, equal_nan=want.dtype.kind in "fc")
+    elif isinstance(want, dict):
+        assert list(got) == list(want)
+        for key in want:
+            assert_same(got[key], want[key])
+    elif isinstance(want, list | tuple):
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            assert_same(a, b)
+    elif isinstance(want, float) and want != want:
+        assert got != got
+    else:
+        assert got == want
+
+
+EVERY_KIND = [
+    {"ids": [1, 2, 3], "n": 4, "s": "a", "t": [(0, 1), None, (2, 5)], "nested": [[1], [2, 3]], "f": 0.5, "flag": True,
+     "array": np.arange(3), "big": 2**70, "empty": [], "mask": [1, 1, 1], "types": [0, 0, 0], "none": None,
+     "holes": [1, None, 3], "floats": [0.1, -0.0, float("inf")], "bools": [True, False], "strings": ["x", None],
+     "deep": [[[1, 2]], [[3]]], "pairs": ((1, 2), (3, 4)), "ragged_tuples": [(1,), (2, 3), ()],
+     "mixed": [1, "a", 2.5, None], "tuple_or_list": [(1, 2), [3]], "bytes": b"\x00\xff", "dict": {"a": 1, 2: (3,)},
+     "matrix": np.arange(6, dtype=np.float32).reshape(2, 3), "scalar": np.int64(7), "complex": 1 + 2j, "nan": float("nan"),
+     "int_float": [1, 2.0]},
+    {"ids": [], "n": -1, "s": "", "t": [], "nested": [], "f": 1.0, "flag": False, "array": np.arange(0), "big": 1,
+     "empty": [], "mask": [1], "types": [0, 0], "none": None, "holes": None, "floats": [], "bools": [], "strings": [],
+     "deep": [], "pairs": ((5, 6),), "ragged_tuples": [None], "mixed": [], "tuple_or_list": [], "bytes": b"",
+     "dict": {}, "matrix": np.zeros((0, 2), dtype=np.uint8), "scalar": np.int64(-1), "complex": 0j, "nan": 2.0,
+     "int_float": [3]},
+]
+
+
 def test_encode_is_exact_for_every_value_kind():
-    features = [
-        {"ids": [1, 2, 3], "n": 4, "s": "a", "t": [(0, 1), None], "nested": [[1], [2, 3]], "f": 0.5, "flag": True,
-         "array": np.arange(3), "big": 2**70, "empty": []},
-        {"ids": [], "n": -1, "s": "", "t": [], "nested": [], "f": 1.0, "flag": False, "array": np.arange(0), "big": 1, "empty": []},
-    ]
-    decoded = decode(encode(features))
-    assert [{k: v for k, v in f.items() if k != "array"} for f in decoded] == [
-        {k: v for k, v in f.items() if k != "array"} for f in features
-    ]
-    assert all(np.array_equal(a["array"], b["array"]) for a, b in zip(decoded, features))
-    assert decoded[0]["t"][0] == (0, 1) and type(decoded[0]["ids"]) is list
-    ragged = [{"a": 1}, {"a": 2, "b": [3]}, {}]
-    assert decode(encode(ragged)) == ragged and decode(encode([])) == []
+    assert_exact(decode(encode(EVERY_KIND)), EVERY_KIND)
+    decoded = decode(encode(EVERY_KIND))
+    assert decoded[0]["t"] == [(0, 1), None, (2, 5)] and decoded[0]["matrix"].flags.writeable
+    ragged = [{"a": 1}, {"a": 2, "b": [3], "t": (4, None)}, {}, {"x": np.arange(2), "y": {"z": [(1, 2)]}}]
+    assert_exact(decode(encode(ragged)), ragged)
+    assert decode(encode([])) == [] and decode(encode([{}, {}])) == [{}, {}]
+
+
+def test_columns_use_arrow_types_where_they_fit():
+    codecs = json.loads(encode(EVERY_KIND).schema.metadata[b"codecs"])
+    assert codecs["ids"] == ["arrow", []] and codecs["nested"] == ["arrow", []] and codecs["holes"] == ["arrow", []]
+    assert codecs["t"] == ["arrow", [1]] and codecs["pairs"] == ["arrow", [0, 1]] and codecs["floats"] == ["arrow", []]
+    # Lists holding one int throughout keep only their lengths; they come back as lists of that int.
+    assert codecs["mask"] == ["fill", 1] and codecs["types"] == ["fill", 0]
+    for key in ("array", "big", "mixed", "tuple_or_list", "dict", "int_float"):
+        assert codecs[key] == ["json"], key
+
+
+def test_an_unstorable_value_is_an_error_not_a_guess(tmp_path):
+    with pytest.raises(TypeError, match="'odd'"):
+        FeatureCache(tmp_path).store("k", [{"odd": object()}])
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_module_never_unpickles():
+    tree = ast.parse(Path(cache_module.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
+                for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(tree)
+                                            if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"pickle", "cPickle", "dill", "cloudpickle", "joblib", "marshal", "shelve", "_pickle"}
+    assert "pickle" not in {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+
+
+class Boobytrap:
+    def __reduce__(self):
+        return (Path.write_text, (Path(os.environ["TRAP_FILE"]), "ran"))
+
+
+@pytest.mark.parametrize("layout", [1, 2])
+def test_an_entry_holding_a_pickle_is_a_miss_and_never_runs(tmp_path, monkeypatch, layout):
+    trap = tmp_path / "trap"
+    monkeypatch.setenv("TRAP_FILE", str(trap))
+    payload = pickle.dumps([{"input_ids": Boobytrap()}])
+    cache = FeatureCache(tmp_path / "features")
+    cache.folder.mkdir()
+    # Layout 1 wrote exactly this (a pickled whole-feature column); a layout-2 file that claims a pickle codec is forged.
+    for codecs, column in (('{"row": "row"}', "row"), ('{"input_ids": ["pickle"]}', "input_ids"),
+                           ('{"input_ids": ["json"]}', "input_ids")):
+        table = pa.table({column: pa.array([payload], type=pa.binary())}).replace_schema_metadata(
+            {"layout": str(layout), "count": "1", "codecs": codecs, "ragged": "0"})
+        with pa.ipc.new_file(str(cache.path("k")), table.schema) as writer:
+            writer.write_table(table)
+        assert cache.load("k") is None
+    assert not trap.exists()
 
 
 def test_key_changes_with_every_part(formats_fixture):
