@@ -12,6 +12,7 @@ one epoch, no evaluation, each side in a fresh process (so peak memory is its ow
 
     python benchmarks/training.py                 # the full table (about 3 minutes on 2 CPU cores)
     python benchmarks/training.py --repeats 3     # medians of 3 runs per side
+    python benchmarks/training.py --data ../shared/data/real/xnli/de/test.txt  # real XNLI pairs
     python benchmarks/training.py --examples 512  # a quick look
 
 On a GPU every side runs in bf16 and the table adds tokens/s (non-padding tokens), model FLOPs
@@ -57,13 +58,22 @@ def xnli_shaped_pairs(n: int, seed: int = 0) -> tuple[list[dict], list[str]]:
     return pairs, [" ".join(vocabulary[i : i + 50]) for i in range(0, len(vocabulary), 50)] * 3
 
 
+def xnli_pairs(path: str, n: int) -> tuple[list[dict], list[str]]:
+    """The first `n` pairs of an XNLI-format file (premise, hypothesis, label; tab-separated), and
+    its text as the tokenizer's corpus."""
+    with open(path, encoding="utf-8") as handle:
+        rows = [line.rstrip("\n").split("\t") for line in handle][:n]
+    pairs = [{"id": str(i), "text_a": a, "text_b": b, "label": label} for i, (a, b, label) in enumerate(rows)]
+    return pairs, [text for a, b, _ in rows for text in (a, b)]
+
+
 def build(args):
     """Tokenizer, encoder config and examples: the same in every side's process."""
     from transformers import XLMRobertaConfig
 
     from xstilts.models.tiny import train_wordpiece_tokenizer
 
-    pairs, corpus = xnli_shaped_pairs(args.examples)
+    pairs, corpus = xnli_pairs(args.data, args.examples) if args.data else xnli_shaped_pairs(args.examples)
     tokenizer = train_wordpiece_tokenizer(corpus, vocab_size=8000)
     config = XLMRobertaConfig(
         vocab_size=len(tokenizer), hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=4,
@@ -185,6 +195,7 @@ def build_parameters(config):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=4096)
+    parser.add_argument("--data", help="an XNLI-format file to take the pairs from (e.g. XNLI's test.txt) instead of made-up ones")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
@@ -207,7 +218,7 @@ def main() -> None:
             runs[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
     # Each side's median run by time.
     results = {side: sorted(found, key=lambda r: r["seconds"])[len(found) // 2] for side, found in runs.items()}
-    print(f"{args.examples} XNLI-shaped pairs, batch {args.batch_size}, hidden {args.hidden} x {args.layers} layers, "
+    print(f"{args.examples} {'pairs of ' + args.data if args.data else 'XNLI-shaped pairs'}, batch {args.batch_size}, hidden {args.hidden} x {args.layers} layers, "
           f"{args.threads} threads, median of {args.repeats}, device {next(iter(results.values()))['device']}")
     gpu = any("peak_gpu_mb" in r for r in results.values())
     header = f"{'side':<20}{'seconds':>9}{'examples/s':>12}{'tokens/s':>11}{'peak RSS MB':>13}" + (f"{'GPU MB':>9}{'MFU':>7}" if gpu else "")
