@@ -96,31 +96,35 @@ def feature_length(feature: Feature) -> int:
 
 
 def shuffled_examples(
-    features: list[Feature], generator: torch.Generator, *, group_size: int | None = None
+    features: list[Feature], generator: torch.Generator, *, batch_size: int | None = None
 ) -> Iterator[list[Feature]]:
     """Endless stream of examples (the list of features of each) in a new random order each pass.
 
-    With `group_size` (HF's `group_by_length`), each pass is cut into chunks of that many
-    examples in the random order and each chunk is sorted by length, longest first: consecutive
-    examples, and so the examples of a batch, have similar lengths, and dynamic padding adds
-    little. An example's length is that of its longest feature (the choices of a multiple-choice
+    With `batch_size` (length grouping, as HF's `group_by_length`), each pass is cut into chunks
+    of `GROUP_BATCHES` batches in the random order, each chunk is sorted by length, cut into
+    batches, and the pass's batches are shuffled: `batch_size` consecutive examples (a batch)
+    have similar lengths, so dynamic padding adds little, and no pass runs from long to short.
+    An example's length is that of its longest feature (the choices of a multiple-choice
     example, the windows of a long one, stay together).
     """
     units = example_units(features)
-    lengths = [max(feature_length(features[index]) for index in unit) for unit in units] if group_size else []
+    lengths = [max(feature_length(features[index]) for index in unit) for unit in units] if batch_size else []
     while True:
         order = torch.randperm(len(units), generator=generator).tolist()
-        if group_size:
-            order = grouped_by_length(order, lengths, group_size)
+        if batch_size:
+            order = length_grouped(order, lengths, batch_size, generator)
         for unit in order:
             yield [features[index] for index in units[unit]]
 
 
-def grouped_by_length(order: list[int], lengths: list[int], group_size: int) -> list[int]:
-    """`order` cut into chunks of `group_size`, each sorted by `lengths`, longest first; sorted()
-    is stable, so items of equal length keep their random order."""
-    chunks = (order[start : start + group_size] for start in range(0, len(order), group_size))
-    return [item for chunk in chunks for item in sorted(chunk, key=lambda item: -lengths[item])]
+def length_grouped(order: list[int], lengths: list[int], batch_size: int, generator: torch.Generator) -> list[int]:
+    """`order` cut into chunks of `GROUP_BATCHES` batches, each chunk sorted by `lengths` (stable:
+    equal lengths keep their random order) and cut into batches, then the batches shuffled."""
+    group = batch_size * GROUP_BATCHES
+    chunks = (order[start : start + group] for start in range(0, len(order), group))
+    order = [item for chunk in chunks for item in sorted(chunk, key=lambda item: -lengths[item])]
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    return [item for batch in torch.randperm(len(batches), generator=generator).tolist() for item in batches[batch]]
 
 
 def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:

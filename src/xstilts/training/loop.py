@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 from xstilts.config.schema import DevAggregation, MixtureConfig, Mixing, Precision, TrainConfig
 from xstilts.evaluation.predict import EvalSplit, evaluate_split, primary_score
 from xstilts.formats.base import Feature, TaskFormat
-from xstilts.formats.batching import GROUP_BATCHES, autocast, collate, example_units, prefetched, shuffled_examples
+from xstilts.formats.batching import autocast, collate, example_units, prefetched, shuffled_examples
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.models.runtime import configure_matmul
 from xstilts.tasks.spec import TaskSpec
@@ -216,9 +216,10 @@ def train_model(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
     # Each stream shuffles with a generator of its own, seeded from the run's: a stream read
     # ahead by the prefetching thread leaves the run's generator (saved with a resume state) alone.
-    group_size = cfg.batch_size * GROUP_BATCHES if cfg.group_by_length else None
+    # Grouped by the examples of a step, so `grad_accum` changes how a step is split, not its examples.
+    grouped = cfg.batch_size * cfg.grad_accum if cfg.group_by_length else None
     streams = [
-        shuffled_examples(task.features, torch.Generator().manual_seed(stream_seed), group_size=group_size)
+        shuffled_examples(task.features, torch.Generator().manual_seed(stream_seed), batch_size=grouped)
         for task, stream_seed in zip(tasks, torch.randint(2**62, (len(tasks),), generator=generator).tolist())
     ]
     probabilities = task_probabilities({t.spec.name: t.examples for t in tasks}, mixture)

@@ -83,28 +83,28 @@ def varied_features(n: int) -> list[dict]:
     return [{"group": g, "input_ids": [1] * (1 + c + (7 * g) % 23)} for g in range(n) for c in range(2)]
 
 
-def test_grouped_streams_sort_each_chunk_by_length_and_keep_examples_whole():
-    features = varied_features(40)
-    units = example_units(features)
-    stream = shuffled_examples(features, torch.Generator().manual_seed(0), group_size=10)
-    passes = [[next(stream) for _ in range(40)] for _ in range(2)]
+def test_grouped_streams_give_batches_of_similar_length_in_random_order_and_keep_examples_whole():
+    features = varied_features(400)  # lengths 1-24: each length about 17 times
+    stream = shuffled_examples(features, torch.Generator().manual_seed(0), batch_size=8)
+    passes = [[next(stream) for _ in range(400)] for _ in range(2)]
     for examples in passes:
         # Every example once per pass, its two choices together.
-        assert sorted(example[0]["group"] for example in examples) == list(range(40))
+        assert sorted(example[0]["group"] for example in examples) == list(range(400))
         assert all(len(example) == 2 and example[0]["group"] == example[1]["group"] for example in examples)
-        for start in range(0, 40, 10):
-            lengths = [len(example[1]["input_ids"]) for example in examples[start : start + 10]]
-            assert lengths == sorted(lengths, reverse=True)
-    # The chunks themselves are a new random draw each pass.
+        batches = [[len(example[1]["input_ids"]) for example in examples[start : start + 8]] for start in range(0, 400, 8)]
+        # 400 examples in one chunk of 50 batches, sorted by length: a batch spans at most 2 lengths ...
+        assert all(max(batch) - min(batch) <= 1 for batch in batches)
+        # ... and the batches come in random order, not longest first.
+        longest = [max(batch) for batch in batches]
+        assert longest != sorted(longest, reverse=True) and longest != sorted(longest)
     assert [e[0]["group"] for e in passes[0]] != [e[0]["group"] for e in passes[1]]
-    assert len(units) == 40
 
 
 def test_grouping_cuts_padding_of_dynamically_padded_batches():
     features = varied_features(320)
 
-    def padding_share(group_size):
-        stream = shuffled_examples(features, torch.Generator().manual_seed(0), group_size=group_size)
+    def padding_share(batch_size):
+        stream = shuffled_examples(features, torch.Generator().manual_seed(0), batch_size=batch_size)
         padded = real = 0
         for _ in range(20):
             batch = take(stream, 16)
@@ -112,7 +112,7 @@ def test_grouping_cuts_padding_of_dynamically_padded_batches():
             padded, real = padded + max(lengths) * len(lengths), real + sum(lengths)
         return 1 - real / padded
 
-    assert padding_share(None) > 0.3 and padding_share(16 * 20) < 0.1
+    assert padding_share(None) > 0.3 and padding_share(16) < 0.1
 
 
 def test_prefetched_keeps_items_and_order_and_raises_the_producers_error():

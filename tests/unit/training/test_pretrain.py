@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 from transformers import (BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM, XLMRobertaConfig,
                           XLMRobertaForMaskedLM)
 
-from xstilts.training.pretrain import index_batches, masked_lm_loss, pretrain_mlm
+from xstilts.training.pretrain import masked_lm_loss, pretrain_mlm
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tiny_model, nli_fixture, tmp_path):
@@ -58,14 +58,3 @@ def test_adamw_groups_leave_biases_and_layernorm_undecayed(tiny_model, nli_fixtu
     model = BertForMaskedLM.from_pretrained(tiny_model)
     assert len(decay[0.0]) + len(decay[0.01]) == len(list(model.parameters()))
 
-
-def test_length_grouped_index_batches_cover_every_item_once_per_pass_with_little_padding():
-    lengths = [1 + (7 * index) % 40 for index in range(1000)]
-    batches = index_batches(1000, 10, torch.Generator().manual_seed(0), lengths)
-    first_pass = [next(batches) for _ in range(100)]
-    assert sorted(index for batch in first_pass for index in batch) == list(range(1000))
-    # Chunks of 50 batches (500 items, ~12 per length) sorted by length: a batch spans at most 3 lengths.
-    assert all(max(lengths[i] for i in batch) - min(lengths[i] for i in batch) <= 2 for batch in first_pass)
-    # Batches in random order, not longest first.
-    longest = [max(lengths[i] for i in batch) for batch in first_pass]
-    assert longest != sorted(longest, reverse=True)
