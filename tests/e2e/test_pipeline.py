@@ -132,6 +132,21 @@ def test_bad_input_is_one_line_nonzero_and_writes_nothing(experiment, tmp_path, 
     assert not (store / "runs").exists() or not any((store / "runs").iterdir())
 
 
+def test_a_training_file_with_invalid_utf8_is_one_line_naming_the_file_and_line(experiment, nli_fixture, tmp_path):
+    config, _ = experiment
+    data = tmp_path / "xnli"
+    data.mkdir()
+    for file in nli_fixture["xnli"].iterdir():
+        (data / file.name).write_bytes(file.read_bytes())
+    lines = (data / "train-en.tsv").read_bytes().split(b"\n")
+    lines[4] = lines[4].replace(b"\t", b" \xe9\xff\t", 1)  # Latin-1 bytes on line 5
+    (data / "train-en.tsv").write_bytes(b"\n".join(lines))
+    result = run_cli("run", config, f"data.toy-xnli={data}", "--store", tmp_path / "store", cwd=tmp_path)
+    errors = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(errors) == 1 and "train-en.tsv:5: not valid UTF-8" in errors[0]
+
+
 def test_a_language_failing_after_training_keeps_the_others_and_the_checkpoint(monkeypatch, capsys, experiment, nli_fixture, tmp_path):
     """A malformed line in the last file of the sweep, after training: that (split, language) is
     recorded as an error with its reason, the other rows land, the run is partial and exits

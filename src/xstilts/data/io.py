@@ -22,8 +22,9 @@ import glob
 import gzip
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from xstilts.errors import UserError, did_you_mean
 from xstilts.tasks.spec import TaskSpec
@@ -31,13 +32,36 @@ from xstilts.tasks.spec import TaskSpec
 Example = dict[str, Any]
 
 
-def open_text(path: Path):
-    """Open a text file as UTF-8, transparently decompressing `.gz`."""
+@contextmanager
+def open_text(path: Path) -> Iterator[TextIO]:
+    """Open a text file as UTF-8, transparently decompressing `.gz`.
+
+    Raises:
+        UserError: the file is missing, or (while it is read) holds bytes that are not UTF-8:
+            one line naming the file and the line of the first such byte.
+    """
     if not path.exists():
         raise UserError(f"{path}: file not found")
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return path.open(encoding="utf-8", newline="")
+    opened = gzip.open(path, "rt", encoding="utf-8", newline="") if path.suffix == ".gz" else path.open(encoding="utf-8", newline="")
+    with opened as handle:
+        try:
+            yield handle
+        except UnicodeDecodeError as error:
+            line = first_undecodable_line(path)
+            if line is None:  # raised by something else read inside the block
+                raise
+            raise UserError(f"{path}:{line}: not valid UTF-8 ({error.reason}); save the file as UTF-8") from None
+
+
+def first_undecodable_line(path: Path) -> int | None:
+    """The number (from 1) of the first line of `path` that is not valid UTF-8, or None."""
+    with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
 def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -1,7 +1,9 @@
+import gzip
 import json
 
 import pytest
 
+from xstilts.data.io import numbered_lines
 from xstilts.data.loading import load_examples
 from xstilts.errors import UserError
 from xstilts.tasks.registry import load_registry
@@ -149,3 +151,20 @@ def test_hub_class_ids_become_the_datasets_own_label_names(tmp_path):
 
     row = class_label_names(dict(loaded[0]), loaded.features)
     assert row["ner_tags"] == ["B-PER", "I-PER", "O"]
+
+
+def test_invalid_utf8_names_the_file_and_its_first_bad_line(tmp_path):
+    content = "Ein Hund.\tEin Tier.\tentailment\nA\tB\tneutral\n".encode() + b"caf\xe9\tB\tneutral\n"
+    (tmp_path / "test-de.tsv").write_bytes(content)
+    with pytest.raises(UserError, match=r"test-de.tsv:3: not valid UTF-8 \(invalid continuation byte\)"):
+        load_examples(REGISTRY.get("xnli"), "test", "de", tmp_path)
+    (tmp_path / "test-de.tsv.gz").write_bytes(gzip.compress(content))
+    with pytest.raises(UserError, match=r"test-de.tsv.gz:3: not valid UTF-8"):
+        list(numbered_lines(tmp_path / "test-de.tsv.gz"))
+
+
+def test_invalid_utf8_in_a_json_file_names_the_file(tmp_path):
+    rows = {"version": "1", "data": [{"title": "t", "paragraphs": []}]}
+    (tmp_path / "train.jsonl").write_bytes(json.dumps(rows).encode() + b"\n" + b'{"premise": "\xff"}\n')
+    with pytest.raises(UserError, match=r"train.jsonl:2: not valid UTF-8"):
+        load_examples(REGISTRY.get("mnli"), "train", "en", tmp_path)
