@@ -21,9 +21,10 @@ SELECT = ["target.selection.average_last=2", "target.selection.oracle=true"]
 @pytest.fixture
 def config(tmp_path, nli_fixture, tiny_model):
     # 600 English examples, 32 a step: 19 steps an epoch, 3 epochs; no phase 2 (the start model is the tiny one).
-    # At this learning rate the epochs differ (the model finds the marker word in the last one)
-    # and no score is saturated, so rows that are equal say something.
-    train = {"epochs": 3, "learning_rate": 6e-4, "batch_size": 32, "max_length": 64}
+    # At this learning rate the epochs differ: epoch 1 is at chance on every seed, and the model
+    # finds the marker word in epoch 2 or 3. Over seeds 0-3 the selected rows were 94-100 on
+    # every language (the floor below is 50), so the test does not hang on one batch order.
+    train = {"epochs": 3, "learning_rate": 1e-3, "batch_size": 32, "max_length": 64}
     document = {
         "name": "select",
         "model": str(tiny_model),
