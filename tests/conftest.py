@@ -11,12 +11,25 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 hf_logging.disable_progress_bar()
 
 from fixtures_nli import write_fixture  # noqa: E402
+
+# Property-based tests: the same cases on every machine and run (derandomized, no example
+# database), no per-example deadline (CPU speed varies); XSTILTS_FUZZ_EXAMPLES raises the count.
+settings.register_profile(
+    "xstilts",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=int(os.environ.get("XSTILTS_FUZZ_EXAMPLES", "100")),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("xstilts")
 
 SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
