@@ -8,6 +8,15 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 
+# Neither flag changes the weights a source gives (a model asking for its own code is refused
+# without trust_remote_code, never loaded as something else), so neither is in a checkpoint key.
+ALLOW_PICKLE_HELP = (
+    "load a start model whose weights are pickle files (.bin, .pt) with torch.load(weights_only=True); "
+    "off: safetensors only, as unpickling can run code"
+)
+TRUST_REMOTE_CODE_HELP = "run the start model's own Python code (its config's auto_map); off: such a model is refused"
+
+
 class HandOff(str, Enum):
     """How weights pass from one phase's checkpoint to the next phase."""
 
@@ -277,6 +286,8 @@ class ExperimentConfig(Strict):
     name: str = Field(description="experiment name; the run id starts with it")
     model: str = Field(description="hub id, local model directory, checkpoint or packaged:NAME")
     model_revision: str | None = Field(None, description="hub model revision (branch, tag or commit; default: main)")
+    allow_pickle_weights: bool = Field(False, description=ALLOW_PICKLE_HELP)
+    trust_remote_code: bool = Field(False, description=TRUST_REMOTE_CODE_HELP)
     seed: int = Field(0, description="seed of head initialisation, dropout and batch order (reset at every phase)")
     data_seed: int = Field(0, description="seed of training-set subsamples (max_examples, max_train_examples)")
     data: dict[str, Path] = Field(default_factory=dict, description="task name -> data directory")
@@ -316,6 +327,8 @@ class EvalConfig(Strict):
     text_to_text: TextToTextConfig = Field(default_factory=TextToTextConfig)
     device: Device = Device.AUTO
     precision: Precision = Precision.FP32
+    allow_pickle_weights: bool = Field(False, description=ALLOW_PICKLE_HELP)
+    trust_remote_code: bool = Field(False, description=TRUST_REMOTE_CODE_HELP)
 
 
 class TinyModelConfig(Strict):

@@ -38,7 +38,7 @@ from xstilts.formats.base import get_format
 from xstilts.formats.mlm import MaskedLMHead
 from xstilts.models.multitask import MultiTaskModel
 from xstilts.models.runtime import seed_everything
-from xstilts.models.sources import load_encoder, load_masked_lm, load_seq2seq
+from xstilts.models.sources import SAFE_LOADING, LoadPolicy, load_encoder, load_masked_lm, load_seq2seq
 from xstilts.models.text_to_text import TextToTextModel
 from xstilts.tasks.registry import TaskRegistry
 from xstilts.tasks.spec import Format, TaskSpec
@@ -67,10 +67,12 @@ class RunContext:
     # `xstilts eval` (no config) sets these itself; a run takes them from its config.
     mode: ModelMode = ModelMode.ENCODER
     text_to_text: TextToTextConfig = field(default_factory=TextToTextConfig)
+    load_policy: LoadPolicy = SAFE_LOADING
 
     def __post_init__(self) -> None:
         if self.config is not None:
             self.mode, self.text_to_text = self.config.mode, self.config.text_to_text
+            self.load_policy = LoadPolicy(self.config.allow_pickle_weights, self.config.trust_remote_code)
 
     @property
     def format_settings(self) -> TextToTextConfig | None:
@@ -137,13 +139,15 @@ def load_start(source: str, handoff: HandOff, wanted: dict[str, TaskSpec], ctx: 
     # every process.
     seed_everything(ctx.seed)
     if ctx.mode is ModelMode.TEXT_TO_TEXT:  # every task reads and writes text through the LM head
-        seq2seq, tokenizer = load_seq2seq(source, ctx.store.cache_dir, revision=ctx.model_revision)
+        seq2seq, tokenizer = load_seq2seq(source, ctx.store.cache_dir, revision=ctx.model_revision, policy=ctx.load_policy)
         return LoadedCheckpoint(model=TextToTextModel(seq2seq), tokenizer=tokenizer)
     masked_lm = list(dict.fromkeys(spec.head_name for spec in wanted.values() if spec.format is Format.MLM))
     if not masked_lm:
-        encoder, tokenizer = load_encoder(source, ctx.store.cache_dir, revision=ctx.model_revision)
+        encoder, tokenizer = load_encoder(source, ctx.store.cache_dir, revision=ctx.model_revision, policy=ctx.load_policy)
         return LoadedCheckpoint(model=MultiTaskModel(encoder), tokenizer=tokenizer)
-    encoder, tokenizer, head, reason = load_masked_lm(source, ctx.store.cache_dir, revision=ctx.model_revision)
+    encoder, tokenizer, head, reason = load_masked_lm(
+        source, ctx.store.cache_dir, revision=ctx.model_revision, policy=ctx.load_policy
+    )
     loaded = LoadedCheckpoint(model=MultiTaskModel(encoder), tokenizer=tokenizer)
     if head is None:
         ctx.console.print(f"model {source!r} has no pretrained masked-LM head to keep ({reason}): "

@@ -37,7 +37,7 @@ from xstilts.experiments.store import FAILED, INTERRUPTED, ErrorRow, ResultsStor
 from xstilts.experiments.zero_shot import zero_shot
 from xstilts.models.cards import seen_tasks
 from xstilts.models.runtime import run_device
-from xstilts.models.sources import PACKAGED_PREFIX
+from xstilts.models.sources import PACKAGED_PREFIX, LoadPolicy
 from xstilts.results import ResultRow
 from xstilts.tasks.registry import TaskRegistry, load_registry
 from xstilts.tasks.spec import Format, TaskSpec
@@ -297,6 +297,7 @@ def evaluate_model(config: EvalConfig, home: Path | str | None = None, console: 
         ctx = RunContext(
             run_id, None, registry, store, run_dir, device, console, progress, errors=errors,
             mode=eval_mode(config), text_to_text=config.text_to_text,
+            load_policy=LoadPolicy(config.allow_pickle_weights, config.trust_remote_code),
         )
         if spec.format is Format.RETRIEVAL:
             # Retrieval is scored on the encoder's own embeddings: there is no head to load.

@@ -27,7 +27,7 @@ from xstilts.errors import UserError
 from xstilts.formats.batching import autocast, pad_targets
 from xstilts.formats.span_corruption import corrupt_spans, sentinel_ids
 from xstilts.models.runtime import configure_matmul
-from xstilts.models.sources import check_loading_info, quiet_transformers
+from xstilts.models.sources import SAFE_LOADING, check_loading_info, quiet_transformers
 from xstilts.training.optim import build_adamw
 
 
@@ -134,8 +134,8 @@ def pretrain_mlm(
         >>> pretrain_mlm(Path("tiny"), [Path("mlm/en.txt"), Path("mlm/xa.txt")], Path("tiny-mlm"), steps=2000)
     """
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model, info = AutoModelForMaskedLM.from_pretrained(model_dir, output_loading_info=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, **SAFE_LOADING.code_kwargs())
+    model, info = AutoModelForMaskedLM.from_pretrained(model_dir, output_loading_info=True, **SAFE_LOADING.model_kwargs())
     check_loading_info(info, str(model_dir), strict=True)
     encoded = tokenizer(read_sentences(text_files, seed), truncation=True, max_length=max_length)["input_ids"]
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mask_probability)
@@ -162,9 +162,11 @@ def span_corruption_batch(
 def load_seq2seq_lm(model_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A local seq2seq LM and its tokenizer, every weight checked (the LM head included)."""
     with quiet_transformers():  # an untied LM head (T5 v1.1, mT5) is reported as a warning; keys are checked here
-        model, info = AutoModelForSeq2SeqLM.from_pretrained(model_dir, output_loading_info=True)
+        model, info = AutoModelForSeq2SeqLM.from_pretrained(
+            model_dir, output_loading_info=True, **SAFE_LOADING.model_kwargs()
+        )
     check_loading_info(info, str(model_dir), strict=True)
-    return model, AutoTokenizer.from_pretrained(model_dir)
+    return model, AutoTokenizer.from_pretrained(model_dir, **SAFE_LOADING.code_kwargs())
 
 
 def seq2seq_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -196,7 +198,7 @@ def pretrain_span_corruption(
         >>> pretrain_span_corruption(Path("tiny-t5"), [Path("mlm/en.txt"), Path("mlm/xa.txt")], Path("tiny-t5-sc"), steps=2000)
     """
     torch.manual_seed(seed)
-    sentinels = sentinel_ids(AutoTokenizer.from_pretrained(model_dir))
+    sentinels = sentinel_ids(AutoTokenizer.from_pretrained(model_dir, **SAFE_LOADING.code_kwargs()))
     if len(sentinels) < 2:
         raise UserError(f"model {str(model_dir)!r}: span corruption needs a T5-style tokenizer (sentinels <extra_id_0>, ...)")
     model, tokenizer = load_seq2seq_lm(model_dir)

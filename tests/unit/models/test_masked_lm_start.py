@@ -14,7 +14,7 @@ from xstilts.errors import UserError
 from xstilts.experiments.phases import add_missing_heads, load_start
 from xstilts.formats.batching import collate
 from xstilts.formats.mlm import MLM
-from xstilts.models.sources import load_masked_lm
+from xstilts.models.sources import SAFE_LOADING, load_masked_lm
 from xstilts.models.tiny import train_wordpiece_tokenizer
 from xstilts.tasks.registry import load_registry
 from xstilts.training.checkpoint import HEADS_FILE, HeadInfo, load_checkpoint, save_checkpoint
@@ -56,9 +56,10 @@ def tiny_masked_lm(directory, family: str, tie: bool = True):
 
 
 def fake_context(tmp_path):
-    """What load_start reads from a run: the store's cache folder, the seed, the hub revision, the mode and the console."""
+    """What load_start reads from a run: the store's cache folder, the seed, the hub revision, the
+    loading policy, the mode and the console."""
     return SimpleNamespace(store=SimpleNamespace(cache_dir=tmp_path / "cache"), seed=0, model_revision=None,
-                           mode=ModelMode.ENCODER, console=Console(record=True, width=200))
+                           load_policy=SAFE_LOADING, mode=ModelMode.ENCODER, console=Console(record=True, width=200))
 
 
 def masked_batch(tokenizer):
