@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from xstilts.config.loading import read_yaml
+from xstilts.config.loading import describe_document, one_line, read_yaml, shorten
 from xstilts.errors import UserError, did_you_mean
 from xstilts.tasks.spec import TaskSpec
 
@@ -51,8 +51,23 @@ def builtin_spec_files() -> list[Path]:
 def _read_entries(path: Path) -> list[dict[str, Any]]:
     document = read_yaml(path, "task spec file")
     if not isinstance(document, dict) or not isinstance(document.get("tasks"), list):
-        raise UserError(f"{path}: a task spec file must contain a list under 'tasks:'")
-    return [dict(entry, _file=str(path)) for entry in document["tasks"]]
+        if isinstance(document, dict):
+            got = f"'tasks:' holding {describe_document(document['tasks'])}" if "tasks" in document else "no 'tasks:' key"
+        else:
+            got = describe_document(document)
+        raise UserError(f"{path}: a task spec file must contain a list under 'tasks:' (got {got})")
+    entries = []
+    for index, entry in enumerate(document["tasks"]):
+        if not isinstance(entry, dict):
+            raise UserError(f"{path}: tasks[{index}] must be a mapping of keys (got {shorten(entry)})")
+        name = entry.get("name")
+        if not isinstance(name, str):
+            raise UserError(f"{path}: tasks[{index}] needs a 'name' (got {shorten(name)})")
+        include = entry.get("include")
+        if include is not None and not isinstance(include, str):
+            raise UserError(f"{path}: task {name!r}, key 'include': a task name (got {shorten(include)})")
+        entries.append(dict(entry, _file=str(path)))
+    return entries
 
 
 def _resolve(entry: dict[str, Any], raw: dict[str, dict[str, Any]], seen: tuple[str, ...]) -> dict:
@@ -77,10 +92,7 @@ def load_registry(extra_files: Iterable[Path | str] = ()) -> TaskRegistry:
     raw: dict[str, dict[str, Any]] = {}
     for path in [*builtin_spec_files(), *(Path(p) for p in extra_files)]:
         for entry in _read_entries(path):
-            name = entry.get("name")
-            if not isinstance(name, str):
-                raise UserError(f"{path}: every task entry needs a 'name'")
-            raw[name] = entry
+            raw[entry["name"]] = entry
     specs = []
     for name, entry in raw.items():
         fields = _resolve(entry, raw, (name,))
@@ -91,5 +103,5 @@ def load_registry(extra_files: Iterable[Path | str] = ()) -> TaskRegistry:
         except ValidationError as exc:
             error = exc.errors()[0]
             key = ".".join(str(part) for part in error["loc"]) or "(task)"
-            raise UserError(f"{entry['_file']}: task {name!r}, key {key!r}: {error['msg']}") from None
+            raise UserError(f"{entry['_file']}: task {name!r}, key {key!r}: {one_line(error['msg'])}") from None
     return TaskRegistry(specs)
