@@ -330,14 +330,27 @@ def report(
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and a non-zero exit code."""
+    """Console entry point: user errors and write faults (disk full, no permission, read-only)
+    become one line on stderr and exit code 2."""
+    import errno
+
+    from rich.markup import escape
     from transformers.utils import logging as hf_logging
+
+    from xstilts.atomic import WriteFault, fault_errno
 
     hf_logging.disable_progress_bar()
     try:
         app(standalone_mode=False)
-    except UserError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    except (UserError, WriteFault) as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as exc:  # raised outside the atomic writers, which name the artifact themselves
+        if fault_errno(exc) is None:
+            raise
+        verb = "write" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else "access"
+        message = f"cannot {verb} {exc.filename or 'a file'}: {exc.strerror}; earlier results are intact"
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.exceptions.Abort:
         err.print("aborted")

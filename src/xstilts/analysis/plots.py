@@ -21,6 +21,7 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.patches import Rectangle
 
 from xstilts.analysis.model import Figure
+from xstilts.atomic import atomic_path
 
 DPI = 100
 # Matplotlib writes its version as the PNG's "Software" text; dropping it keeps files identical
@@ -262,6 +263,5 @@ def _style():
 
 
 def _save(fig: MplFigure, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI, metadata=PNG_METADATA, bbox_inches="tight")
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata=PNG_METADATA, bbox_inches="tight")

@@ -6,10 +6,16 @@ language whose evaluation failed is an error row (with its one-line reason) besi
 languages' results. The database runs in WAL mode (or, shared by several machines, with the
 rollback journal: `journal_mode`) and every connection waits up to `BUSY_TIMEOUT_S` for a lock,
 so the worker processes of a study write to it concurrently.
+
+The file is never rewritten whole: SQLite's journal makes each transaction all-or-nothing, so a
+killed or failed writer leaves the store as it was before its transaction. A file that is not a
+store (truncated, corrupt, another file), a lock held past the busy timeout and a full disk are
+one-line errors naming the file (`store_errors`).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib.metadata
 import json
@@ -24,6 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from xstilts.atomic import WriteFault, fault_errno
 from xstilts.errors import UserError, did_you_mean
 from xstilts.results import ResultRow
 
@@ -212,6 +219,40 @@ def check_version(db: sqlite3.Connection, path: Path) -> int:
     return version
 
 
+CORRUPT_CODES = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+LOCKED_CODES = ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+@contextmanager
+def store_errors(path: Path) -> Iterator[None]:
+    """SQLite's and the file system's errors about the store file itself as one-line errors naming
+    it; anything else (a bug in a query) keeps its traceback."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name.startswith(CORRUPT_CODES):
+            raise UserError(
+                f"{path} is not a valid results store (truncated or corrupt: {exc}); "
+                "restore it from a backup or move it aside to start a new store"
+            ) from None
+        if name.startswith(LOCKED_CODES):
+            raise UserError(
+                f"{path} is locked by another process (waited {BUSY_TIMEOUT_S:g} s); nothing was changed: "
+                "retry once that process is done"
+            ) from None
+        if name.startswith("SQLITE_FULL"):
+            raise WriteFault(path, errno.ENOSPC) from exc
+        if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+            raise WriteFault(path, errno.EACCES) from exc
+        raise
+    except OSError as exc:
+        code = fault_errno(exc)
+        if code is None:
+            raise
+        raise WriteFault(exc.filename or path, code) from exc
+
+
 def filter_clause(**filters) -> tuple[str, list]:
     """A WHERE clause over a row table `t` joined with `runs`, for the filters that are set.
 
@@ -247,13 +288,14 @@ class ResultsStore:
         self.read_only = read_only
         if read_only:
             return
-        self.home.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            set_journal_mode(db)
-            migrate(db, self.path)
-        finally:
-            db.close()
+        with store_errors(self.path):
+            self.home.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            try:
+                set_journal_mode(db)
+                migrate(db, self.path)
+            finally:
+                db.close()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -262,22 +304,30 @@ class ResultsStore:
         Writes take the write lock when their transaction begins (IMMEDIATE), and `timeout`
         is SQLite's busy timeout: a writer waits for another instead of failing.
         """
-        if not self.read_only:
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level="IMMEDIATE")
-        elif self.path.exists():
-            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
-            if check_version(db, self.path) < SCHEMA_VERSION:
+        with store_errors(self.path):
+            db = self._open()
+            db.row_factory = sqlite3.Row
+            try:
+                with db:
+                    yield db
+            finally:
                 db.close()
-                raise UserError(f"{self.path}: written by an older xstilts; open it once read-write to migrate it")
-        else:
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.read_only:
+            return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level="IMMEDIATE")
+        if not self.path.exists():
             db = sqlite3.connect(":memory:", isolation_level=None)  # no store yet: empty tables answer
             migrate(db, self.path)
-        db.row_factory = sqlite3.Row
+            return db
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
         try:
-            with db:
-                yield db
-        finally:
+            if check_version(db, self.path) < SCHEMA_VERSION:
+                raise UserError(f"{self.path}: written by an older xstilts; open it once read-write to migrate it")
+        except BaseException:
             db.close()
+            raise
+        return db
 
     @property
     def runs_dir(self) -> Path:

@@ -13,7 +13,9 @@ then be exactly where it was saved (checked), so the data order continues exactl
 from __future__ import annotations
 
 import json
+import os
 import random
+import secrets
 import shutil
 import signal
 import threading
@@ -130,7 +132,7 @@ def save_state(state: TrainingState, folder: Path) -> Path:
         (tmp / STATE_FILE).write_text(json.dumps(state_document(state), indent=1), encoding="utf-8")
     for older in Path(folder).glob("step-*"):
         if older != target:
-            shutil.rmtree(older, ignore_errors=True)
+            discard_state(older)
     return target
 
 
@@ -147,8 +149,20 @@ def saved_step(folder: Path) -> int | None:
 
 
 def discard_state(folder: Path) -> None:
-    """Remove a phase's saved states once its final checkpoint is saved."""
-    shutil.rmtree(folder, ignore_errors=True)
+    """Remove a saved state, or a phase's folder of them once its final checkpoint is saved.
+
+    Renamed to a dot name first, so that a kill while it is removed leaves no half-removed
+    `step-` folder (the dot-named rest is ignored: see `latest_state`).
+    """
+    folder = Path(folder)
+    doomed = folder.with_name(f".{folder.name}.removed-{secrets.token_hex(4)}")
+    try:
+        os.replace(folder, doomed)
+    except FileNotFoundError:
+        return
+    except OSError:
+        doomed = folder  # not renamable (permissions): removed in place
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def restore(state: TrainingState, folder: Path, replay: Callable[[int], None]) -> bool:

@@ -26,7 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from xstilts.atomic import atomic_write_text
+from xstilts.atomic import atomic_path, atomic_write_text
 from xstilts.config.schema import SelectionConfig
 from xstilts.errors import UserError
 
@@ -100,9 +100,8 @@ class EpochSnapshots:
             self.folder.mkdir(parents=True, exist_ok=True)
             # Separate contiguous host copies: safetensors refuses shared (tied) tensors.
             state = {key: value.detach().to("cpu", copy=True).contiguous() for key, value in model.state_dict().items()}
-            temporary = self.path(epoch).with_name(f".{self.path(epoch).name}.tmp")
-            save_file(state, str(temporary))
-            temporary.replace(self.path(epoch))
+            with atomic_path(self.path(epoch)) as temporary:
+                save_file(state, str(temporary))
         if epoch == total_epochs:
             atomic_write_text(self.folder / MANIFEST, json.dumps({"epochs": epochs, "total_epochs": total_epochs}))
 
