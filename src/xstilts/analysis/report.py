@@ -36,6 +36,7 @@ from xstilts.config.study import ReportConfig, StudyConfig, axis_entries
 from xstilts.errors import UserError
 from xstilts.experiments.store import ResultsStore, store_home
 from xstilts.experiments.study import Study, load_study
+from xstilts.paths import component, contained
 
 STORE_ARM = "arm"  # a store without a study: runs are grouped into arms by their intermediate tasks
 
@@ -307,7 +308,8 @@ def target_tasks(frame: pd.DataFrame) -> list[str]:
 
 
 def figure_path(folder: Path, name: str) -> Path:
-    return folder / f"{name}.png"
+    """FOLDER/NAME.png; NAME holds a task name from the store, so it must stay one file name."""
+    return contained(folder, component(f"{name}.png", "figure name"), what="figure")
 
 
 SECTION_TITLES = {

@@ -5,7 +5,10 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
+
+from xstilts.errors import UserError
+from xstilts.paths import component
 
 
 # Neither flag changes the weights a source gives (a model asking for its own code is refused
@@ -303,6 +306,15 @@ class ExperimentConfig(Strict):
         description="save the training state every N optimiser steps, for a rerun to resume from (null: only on "
         "SIGTERM/SIGUSR1); changes when state is saved, never the weights, so it is in no checkpoint key",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, name: str) -> str:
+        """The name starts the run id, which names the run's folder in the store."""
+        try:
+            return component(name, "name")
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _distinct_tasks(self) -> ExperimentConfig:

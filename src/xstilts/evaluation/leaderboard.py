@@ -16,6 +16,7 @@ from xstilts.errors import UserError
 from xstilts.evaluation.records import RECORDS_SUFFIX
 from xstilts.evaluation.scorer import file_extension
 from xstilts.atomic import atomic_directory
+from xstilts.paths import component, contained
 from xstilts.tasks.spec import Format, TaskSpec
 
 
@@ -31,7 +32,8 @@ def render_predictions(spec: TaskSpec, predictions: list, examples: list[Example
 
 
 def prediction_path(predictions_dir: Path, spec: TaskSpec, split: str, language: str) -> Path:
-    return Path(predictions_dir) / spec.name / f"{split}-{language}.{file_extension(spec)}"
+    name = f"{component(split, 'split')}-{component(language, 'language')}.{file_extension(spec)}"
+    return contained(predictions_dir, component(spec.name, "task name"), name, what="predictions file")
 
 
 def export_submission(run_dir: Path, out_dir: Path) -> list[Path]:

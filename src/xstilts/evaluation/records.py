@@ -16,6 +16,7 @@ from xstilts.atomic import atomic_write_text
 from xstilts.data.io import Example
 from xstilts.errors import UserError
 from xstilts.formats.base import get_format
+from xstilts.paths import component, contained
 from xstilts.tasks.spec import TaskSpec
 
 RECORDS_SUFFIX = ".records.jsonl"
@@ -23,7 +24,8 @@ RECORDS_SUFFIX = ".records.jsonl"
 
 def records_path(predictions_dir: Path, task: str, split: str, language: str) -> Path:
     """PREDICTIONS/<task>/<split>-<language>.records.jsonl"""
-    return Path(predictions_dir) / task / f"{split}-{language}{RECORDS_SUFFIX}"
+    name = f"{component(split, 'split')}-{component(language, 'language')}{RECORDS_SUFFIX}"
+    return contained(predictions_dir, component(task, "task name"), name, what="predictions file")
 
 
 def write_records(path: Path, examples: Sequence[Example], predictions: Sequence) -> None:

@@ -38,6 +38,7 @@ from xstilts.experiments.zero_shot import zero_shot
 from xstilts.models.cards import seen_tasks
 from xstilts.models.runtime import run_device
 from xstilts.models.sources import PACKAGED_PREFIX, LoadPolicy
+from xstilts.paths import component, contained
 from xstilts.results import ResultRow
 from xstilts.tasks.registry import TaskRegistry, load_registry
 from xstilts.tasks.spec import Format, TaskSpec
@@ -63,6 +64,7 @@ class IncompleteRun(UserError):
 
 
 def new_run_id(name: str) -> str:
+    component(name, "name")  # an experiment's or study's: the run id starting with it names a folder
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{name}-{stamp}-{secrets.token_hex(2)}"
 
@@ -74,8 +76,19 @@ def make_progress(console: Console) -> Progress:
     )
 
 
+def check_path_names(spec: TaskSpec, splits: list[str], languages: list[str]) -> None:
+    """Fail before any training when a task, split or language name would not be a single file
+    or folder name: they name the prediction files (PREDICTIONS/<task>/<split>-<language>.*)."""
+    component(spec.name, "task name")
+    for split in splits:
+        component(split, f"task {spec.name!r}: split")
+    for language in languages:
+        component(language, f"task {spec.name!r}: language")
+
+
 def check_files(spec: TaskSpec, data_dir: Path | None, splits: list[str], languages: list[str]) -> None:
     """Fail before any training when a needed local file, or a language of the hub source, is missing."""
+    check_path_names(spec, splits, languages)
     if data_dir is None:
         for language in languages:
             check_hub_language(spec, language)
@@ -163,7 +176,7 @@ def run_directory(store: ResultsStore, run_id: str) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="xstilts-rank-") as scratch:
             yield Path(scratch)
         return
-    with atomic_directory(store.runs_dir / run_id) as tmp:
+    with atomic_directory(contained(store.runs_dir, component(run_id, "run id"), what="run id")) as tmp:
         yield tmp
 
 
