@@ -23,15 +23,39 @@ def _require(row: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
         raise UserError(f"{where}: missing field(s) {', '.join(missing)}")
 
 
-def _choice_example(id_: Any, context: str, question: str, choices: list, label: Any, where: str) -> Example:
-    """Build an example, checking that the label is an index into the choices."""
+def _text(value: Any, where: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"{where}: {what} must be text, got {type(value).__name__} {str(value)[:40]!r}")
+    return value
+
+
+def _texts(values: Any, where: str, what: str) -> list[str]:
+    if not isinstance(values, list):
+        raise UserError(f"{where}: {what} must be a list of texts, got {type(values).__name__}")
+    return [_text(value, where, what) for value in values]
+
+
+def _integer(label: Any) -> int:
+    """A whole number from an int, an integral float or a numeric string (ValueError otherwise)."""
+    if isinstance(label, bool) or (isinstance(label, float) and not label.is_integer()):
+        raise ValueError(label)
     try:
-        index = int(label)
-    except (TypeError, ValueError):
+        return int(label)
+    except (TypeError, OverflowError):
+        raise ValueError(label) from None
+
+
+def _choice_example(id_: Any, context: Any, question: Any, choices: Any, label: Any, where: str) -> Example:
+    """Build an example, checking the texts and that the label is an index into the choices."""
+    choices = _texts(choices, where, "choices")
+    try:
+        index = _integer(label)
+    except ValueError:
         raise UserError(f"{where}: label {label!r} is not a choice index") from None
     if not 0 <= index < len(choices):
         raise UserError(f"{where}: label {index} out of range for {len(choices)} choices")
-    return {"id": str(id_), "context": context, "question": question, "choices": [str(c) for c in choices], "label": index}
+    return {"id": str(id_), "context": _text(context, where, "the context"), "question": _text(question, where, "the question"),
+            "choices": choices, "label": index}
 
 
 def read_copa_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
@@ -57,7 +81,8 @@ def read_hellaswag_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
     examples = []
     for where, row in jsonl_rows(path):
         _require(row, ("ctx_a", "ctx_b", "endings", "label"), where)
-        choices = [f"{row['ctx_b']} {ending}".strip() for ending in row["endings"]]
+        ctx_b = _text(row["ctx_b"], where, "ctx_b")
+        choices = [f"{ctx_b} {ending}".strip() for ending in _texts(row["endings"], where, "endings")]
         examples.append(_choice_example(row.get("ind", len(examples)), row["ctx_a"], "", choices, row["label"], where))
     return examples
 
@@ -65,18 +90,21 @@ def read_hellaswag_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
 def read_cosmosqa_csv(path: Path, spec: TaskSpec) -> list[Example]:
     """CosmosQA CSV with a header `id, context, question, answer0..answer3, label` (CRLF, quoted)."""
     columns = ("id", "context", "question", "answer0", "answer1", "answer2", "answer3", "label")
+    examples = []
     with open_text(path) as handle:
         reader = csv.DictReader(handle)
-        missing = [column for column in columns if column not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"{path}:1: header lacks column(s) {', '.join(missing)}")
-        examples = []
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if None in row.values() or None in row:
-                raise UserError(f"{where}: expected {len(reader.fieldnames)} columns as in the header")
-            choices = [row[f"answer{index}"] for index in range(4)]
-            examples.append(_choice_example(row["id"], row["context"], row["question"], choices, row["label"], where))
+        try:
+            missing = [column for column in columns if column not in (reader.fieldnames or [])]
+            if missing:
+                raise UserError(f"{path}:1: header lacks column(s) {', '.join(missing)}")
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                if None in row.values() or None in row:
+                    raise UserError(f"{where}: expected {len(reader.fieldnames)} columns as in the header")
+                choices = [row[f"answer{index}"] for index in range(4)]
+                examples.append(_choice_example(row["id"], row["context"], row["question"], choices, row["label"], where))
+        except csv.Error as exc:  # a field over the csv module's size limit, a NUL byte, bad quoting
+            raise UserError(f"{path}:{reader.line_num or 1}: malformed CSV ({exc})") from None
     return examples
 
 
@@ -86,18 +114,27 @@ def read_commonsenseqa_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
     examples = []
     for where, row in jsonl_rows(path):
         _require(row, ("id", "question", "answerKey"), where)
-        if isinstance(row["question"], dict):
-            _require(row["question"], ("stem", "choices"), f"{where}: question")
-            stem = row["question"]["stem"]
-            keys = [choice["label"] for choice in row["question"]["choices"]]
-            texts = [choice["text"] for choice in row["question"]["choices"]]
-        else:
-            _require(row, ("choices",), where)
-            stem, keys, texts = row["question"], row["choices"]["label"], row["choices"]["text"]
+        stem, keys, texts = _commonsenseqa_choices(row, where)
         if row["answerKey"] not in keys:
             raise UserError(f"{where}: answerKey {row['answerKey']!r} is not one of the choice labels {keys}")
         examples.append(_choice_example(row["id"], "", stem, texts, keys.index(row["answerKey"]), where))
     return examples
+
+
+def _commonsenseqa_choices(row: dict[str, Any], where: str) -> tuple[Any, list, list]:
+    """(question stem, choice labels, choice texts) of either schema."""
+    if isinstance(row["question"], dict):
+        _require(row["question"], ("stem", "choices"), f"{where}: question")
+        stem, choices = row["question"]["stem"], row["question"]["choices"]
+        if not isinstance(choices, list) or not all(isinstance(c, dict) and "label" in c and "text" in c for c in choices):
+            raise UserError(f"{where}: question.choices must be a list of {{label, text}} objects")
+        return stem, [choice["label"] for choice in choices], [choice["text"] for choice in choices]
+    _require(row, ("choices",), where)
+    choices = row["choices"]
+    if not (isinstance(choices, dict) and isinstance(choices.get("label"), list) and isinstance(choices.get("text"), list)
+            and len(choices["label"]) == len(choices["text"])):
+        raise UserError(f"{where}: choices must be {{label: [...], text: [...]}} of equal length")
+    return row["question"], choices["label"], choices["text"]
 
 
 def read_siqa_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
@@ -125,6 +162,6 @@ def read_siqa_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
 
 def _one_based(label: Any, where: str) -> int:
     try:
-        return int(label) - 1
-    except (TypeError, ValueError):
+        return _integer(label) - 1
+    except ValueError:
         raise UserError(f"{where}: label {label!r} is not a 1-based choice number") from None

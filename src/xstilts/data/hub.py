@@ -15,9 +15,17 @@ from typing import Any
 
 from xstilts.data.io import Example, check_label
 from xstilts.errors import UserError
-from xstilts.tasks.spec import TaskSpec
+from xstilts.tasks.spec import Format, TaskSpec
 
 logger = logging.getLogger(__name__)
+
+# The fields (after `hub.columns` renames them) that each format's examples need.
+REQUIRED_FIELDS = {
+    Format.PAIR_CLASSIFICATION: ("text_a", "text_b", "label"),
+    Format.SINGLE_CLASSIFICATION: ("text_a", "label"),
+    Format.TAGGING: ("tokens", "labels"),
+    Format.SPAN_QA: ("context", "question", "answers"),
+}
 
 
 def hub_config_name(spec: TaskSpec, language: str) -> str | None:
@@ -27,8 +35,15 @@ def hub_config_name(spec: TaskSpec, language: str) -> str | None:
     return hub.config.format(language=language) if hub.config else None
 
 
-def rename_row(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
-    """Our field name -> value, taking each from the hub column that `columns` names."""
+def rename_row(row: dict[str, Any], columns: dict[str, str], where: str = "hub row") -> dict[str, Any]:
+    """Our field name -> value, taking each from the hub column that `columns` names.
+
+    Raises:
+        UserError: the row lacks a column that `columns` names.
+    """
+    missing = [theirs for theirs in columns.values() if theirs not in row]
+    if missing:
+        raise UserError(f"{where}: no column(s) {', '.join(map(repr, missing))} (the row has {', '.join(map(repr, row))})")
     return {ours: row[theirs] for ours, theirs in columns.items()} | {
         key: value for key, value in row.items() if key not in columns.values()
     }
@@ -76,18 +91,42 @@ def load_hub_examples(spec: TaskSpec, split: str, language: str) -> list[Example
 def _hub_examples(rows: Any, spec: TaskSpec, split: str, language: str, where: str) -> list[Example]:
     examples = []
     for index, row in enumerate(rows):
-        example = rename_row(class_label_names(dict(row), rows.features), spec.hub.columns)
+        at = f"{where} row {index}"
+        example = rename_row(class_label_names(dict(row), rows.features, at), spec.hub.columns, at)
         if example.get("label") == -1:
             # The hub's mark for "no gold label" (SNLI's no-consensus pairs): not an example.
             continue
         example.setdefault("id", f"{language}-{split}-{index}")
         example["id"] = str(example["id"])
+        missing = [key for key in REQUIRED_FIELDS.get(spec.format, ()) if key not in example]
+        if missing:
+            raise UserError(f"{at}: no {', '.join(missing)} (map the hub's columns to them with hub.columns)")
+        _check_texts(example, at)
         if "label" in example:
-            example["label"] = check_label(example["label"], spec, f"{where} row {index}")
-        if isinstance(example.get("labels"), list):
-            example["labels"] = [check_label(label, spec, f"{where} row {index}") for label in example["labels"]]
+            example["label"] = check_label(example["label"], spec, at)
+        if "labels" in example:
+            example["labels"] = _token_labels(example, spec, at)
         examples.append(example)
     return examples
+
+
+def _check_texts(example: Example, where: str) -> None:
+    """The text fields a format reads are strings (tokens: a list of strings)."""
+    for key in ("text_a", "text_b", "context", "question"):
+        if key in example and not isinstance(example[key], str):
+            raise UserError(f"{where}: {key} must be text, got {type(example[key]).__name__} {str(example[key])[:40]!r}")
+    tokens = example.get("tokens", [])
+    if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
+        raise UserError(f"{where}: tokens must be a list of strings")
+
+
+def _token_labels(example: Example, spec: TaskSpec, where: str) -> list[str]:
+    """A tagging row's labels, checked against the spec and one per token."""
+    labels, tokens = example["labels"], example.get("tokens")
+    if not isinstance(labels, list) or (isinstance(tokens, list) and len(labels) != len(tokens)):
+        count = len(labels) if isinstance(labels, list) else type(labels).__name__
+        raise UserError(f"{where}: expected one label per token ({len(tokens or [])} tokens), got {count}")
+    return [check_label(label, spec, where) for label in labels]
 
 
 def keep_language(examples: list[Example], spec: TaskSpec, language: str, where: str) -> list[Example]:
@@ -100,17 +139,24 @@ def keep_language(examples: list[Example], spec: TaskSpec, language: str, where:
     return kept
 
 
-def class_label_names(row: dict[str, Any], features: Any) -> dict[str, Any]:
+def class_label_names(row: dict[str, Any], features: Any, where: str = "hub row") -> dict[str, Any]:
     """Hub class ids -> the dataset's own label names (its id order need not be the spec's);
-    -1, the hub's "no label", is kept for the caller to skip."""
+    -1, the hub's "no label", is kept for the caller to skip.
+
+    Raises:
+        UserError: a class id outside the column's class names.
+    """
     import datasets
 
     for column, feature in (features or {}).items():
         inner = getattr(feature, "feature", None)
-        if isinstance(feature, datasets.ClassLabel) and isinstance(row.get(column), int) and row[column] >= 0:
-            row[column] = feature.int2str(row[column])
-        elif isinstance(inner, datasets.ClassLabel) and isinstance(row.get(column), list):
-            row[column] = [inner.int2str(value) for value in row[column]]
+        try:
+            if isinstance(feature, datasets.ClassLabel) and isinstance(row.get(column), int) and row[column] >= 0:
+                row[column] = feature.int2str(row[column])
+            elif isinstance(inner, datasets.ClassLabel) and isinstance(row.get(column), list):
+                row[column] = [inner.int2str(value) for value in row[column]]
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"{where}: column {column!r}: {str(exc).splitlines()[0] if str(exc) else 'bad class id'}") from None
     return row
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import glob
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +35,7 @@ Example = dict[str, Any]
 
 @contextmanager
 def open_text(path: Path) -> Iterator[TextIO]:
-    """Open a text file as UTF-8, transparently decompressing `.gz`.
+    """Open a text file as UTF-8 (a leading byte-order mark is skipped), transparently decompressing `.gz`.
 
     Raises:
         UserError: the file is missing, or (while it is read) holds bytes that are not UTF-8:
@@ -42,7 +43,14 @@ def open_text(path: Path) -> Iterator[TextIO]:
     """
     if not path.exists():
         raise UserError(f"{path}: file not found")
-    opened = gzip.open(path, "rt", encoding="utf-8", newline="") if path.suffix == ".gz" else path.open(encoding="utf-8", newline="")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected a file")
+    compressed = path.suffix == ".gz"
+    # utf-8-sig: a byte-order mark (as Windows editors save UTF-8) is dropped, not read as text.
+    try:
+        opened = gzip.open(path, "rt", encoding="utf-8-sig", newline="") if compressed else path.open(encoding="utf-8-sig", newline="")
+    except OSError as error:
+        raise UserError(f"{path}: cannot open ({error.strerror or error})") from None
     with opened as handle:
         try:
             yield handle
@@ -51,6 +59,10 @@ def open_text(path: Path) -> Iterator[TextIO]:
             if line is None:  # raised by something else read inside the block
                 raise
             raise UserError(f"{path}:{line}: not valid UTF-8 ({error.reason}); save the file as UTF-8") from None
+        except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+            if not compressed:
+                raise
+            raise UserError(f"{path}: not a valid gzip file ({error or type(error).__name__})") from None
 
 
 def first_undecodable_line(path: Path) -> int | None:
