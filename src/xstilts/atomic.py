@@ -94,6 +94,13 @@ def _writing(target: Path) -> Iterator[None]:
         _raise_fault(exc, target, from_body=False)
 
 
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # a file where the folder should be
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent)) from exc
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -103,8 +110,8 @@ def _remove(path: Path) -> None:
 
 def _publish_directory(tmp: Path, target: Path) -> None:
     """Rename `tmp` to `target`. A directory cannot be renamed over a non-empty one, so an old
-    `target` is first renamed aside and removed afterwards: a kill in between leaves `target`
-    absent (and a dot-named leftover), never half-removed."""
+    `target` is first renamed aside and removed afterwards (put back if the second rename fails):
+    a kill in between leaves `target` absent and the old one under a dot name, never half-removed."""
     aside = None
     if os.path.lexists(target):
         aside = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
@@ -112,7 +119,12 @@ def _publish_directory(tmp: Path, target: Path) -> None:
             os.replace(target, aside)
         except FileNotFoundError:  # a concurrent writer moved it first
             aside = None
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if aside is not None and not os.path.lexists(target):
+            os.replace(aside, target)  # the old one back: a failed write changes nothing
+        raise
     if aside is not None:
         _remove(aside)
 
@@ -127,7 +139,7 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     """
     target = Path(target)
     with _writing(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp
@@ -149,7 +161,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     with _writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(path)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
     tmp = Path(name)
