@@ -12,7 +12,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from xstilts.data.io import Example, jsonl_rows, numbered_lines, open_text
+from xstilts.data.io import Example, check_new_id, jsonl_rows, numbered_lines, open_text
 from xstilts.errors import UserError
 from xstilts.tasks.spec import TaskSpec
 
@@ -63,16 +63,16 @@ def read_copa_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
 
     The question stays the English word `cause` / `effect`, as in every XCOPA language file.
     """
-    examples = []
+    examples, seen = [], {}
     for where, row in jsonl_rows(path):
         _require(row, ("premise", "choice1", "choice2", "question", "label"), where)
         if row["question"] not in ("cause", "effect"):
             raise UserError(f"{where}: question must be 'cause' or 'effect', got {row['question']!r}")
-        examples.append(
-            _choice_example(
-                row.get("idx", len(examples)), row["premise"], row["question"], [row["choice1"], row["choice2"]], row["label"], where
-            )
+        example = _choice_example(
+            row.get("idx", len(examples)), row["premise"], row["question"], [row["choice1"], row["choice2"]], row["label"], where
         )
+        check_new_id(seen, example["id"], where)  # the leaderboard export is keyed by idx
+        examples.append(example)
     return examples
 
 
@@ -97,11 +97,13 @@ def read_cosmosqa_csv(path: Path, spec: TaskSpec) -> list[Example]:
             missing = [column for column in columns if column not in (reader.fieldnames or [])]
             if missing:
                 raise UserError(f"{path}:1: header lacks column(s) {', '.join(missing)}")
+            seen: dict[str, str] = {}
             for row in reader:
                 where = f"{path}:{reader.line_num}"
                 if None in row.values() or None in row:
                     raise UserError(f"{where}: expected {len(reader.fieldnames)} columns as in the header")
                 choices = [row[f"answer{index}"] for index in range(4)]
+                check_new_id(seen, row["id"], where)
                 examples.append(_choice_example(row["id"], row["context"], row["question"], choices, row["label"], where))
         except csv.Error as exc:  # a field over the csv module's size limit, a NUL byte, bad quoting
             raise UserError(f"{path}:{reader.line_num or 1}: malformed CSV ({exc})") from None
@@ -111,9 +113,10 @@ def read_cosmosqa_csv(path: Path, spec: TaskSpec) -> list[Example]:
 def read_commonsenseqa_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
     """CommonsenseQA jsonl, in the authors' schema (`question.stem, question.choices[{label,
     text}], answerKey`) or the Hugging Face one (`question` string, `choices.{label, text}`)."""
-    examples = []
+    examples, seen = [], {}
     for where, row in jsonl_rows(path):
         _require(row, ("id", "question", "answerKey"), where)
+        check_new_id(seen, str(row["id"]), where)
         stem, keys, texts = _commonsenseqa_choices(row, where)
         if row["answerKey"] not in keys:
             raise UserError(f"{where}: answerKey {row['answerKey']!r} is not one of the choice labels {keys}")

@@ -100,6 +100,18 @@ def check_label(label: Any, spec: TaskSpec, where: str) -> str:
     return text
 
 
+def check_new_id(seen: dict[str, str], example_id: str, where: str) -> None:
+    """Refuse an id already seen in this file, where ids are keys (scoring, exports, subsets).
+
+    Args:
+        seen: id -> where it first appeared (`file:line`), filled in as the file is read.
+    """
+    if example_id in seen:
+        first = seen[example_id].rsplit(":", 1)[-1].strip()
+        raise UserError(f"{where}: duplicate id {example_id!r} (first at {'line ' + first if first.isdigit() else first})")
+    seen[example_id] = where
+
+
 def is_labelled(example: Example) -> bool:
     """False for an example of an unlabelled file (its `label` or `labels` is None)."""
     return all(example.get(field, True) is not None for field in ("label", "labels"))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from xstilts.data.io import Example, check_label, jsonl_rows, numbered_lines
+from xstilts.data.io import Example, check_label, check_new_id, jsonl_rows, numbered_lines
 from xstilts.data.pair import extra_columns
 from xstilts.errors import UserError
 from xstilts.tasks.spec import TaskSpec
@@ -63,12 +63,13 @@ def anli_round_paths(path: Path, spec: TaskSpec) -> list[Path]:
 
 def read_anli_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
     """ANLI jsonl (`uid, context, hypothesis, label` with e/n/c), every round the spec lists."""
-    examples = []
+    examples, seen = [], {}
     for round_path in anli_round_paths(path, spec):
         for where, row in jsonl_rows(round_path, ("uid", "context", "hypothesis", "label")):
             label = str(row["label"])
             if label not in ANLI_LABELS:
                 raise UserError(f"{where}: unknown ANLI label {label!r}; expected one of {sorted(ANLI_LABELS)}")
+            check_new_id(seen, str(row["uid"]), where)
             examples.append(
                 {
                     "id": str(row["uid"]),
@@ -92,7 +93,7 @@ def _tsv_pairs(path: Path, spec: TaskSpec, header: list[str], columns: tuple[str
     if first is None or first[1].split("\t") != header:
         raise UserError(f"{path}:1: expected the header {' '.join(header)!r}")
     index = [header.index(name) for name in columns]
-    examples, malformed = [], 0
+    examples, malformed, seen = [], 0, {}
     for number, line in lines:
         if not line.strip():
             continue
@@ -109,6 +110,7 @@ def _tsv_pairs(path: Path, spec: TaskSpec, header: list[str], columns: tuple[str
         if problem:
             raise UserError(f"{where}: malformed row: {problem} (set local.options.skip_malformed: true to skip such rows)")
         row_id, text_a, text_b, label = (fields[i] for i in index)
+        check_new_id(seen, row_id, where)
         example = {"id": row_id, "text_a": text_a, "text_b": text_b, "label": check_label(int(label), spec, where)}
         example.update((name, fields[header.index(name)]) for name in extras)
         examples.append(example)

@@ -45,36 +45,42 @@ def read_squad_json(path: Path, spec: TaskSpec) -> list[Example]:
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise UserError(f"{path}: expected a SQuAD-style object with a 'data' list")
     language = _language_from_name(path, spec)
-    examples = []
+    examples, seen = [], set()
     for article in document["data"]:
-        for paragraph in _field(article, "paragraphs", path, "an article"):
-            context = _field(paragraph, "context", path, "a paragraph")
-            for qa in _field(paragraph, "qas", path, "a paragraph"):
-                examples.append(_read_question(qa, context, path) | ({"language": language} if language else {}))
+        for paragraph in _field(article, "paragraphs", path, "an article", list):
+            context = _field(paragraph, "context", path, "a paragraph", str)
+            for qa in _field(paragraph, "qas", path, "a paragraph", list):
+                example = _read_question(qa, context, path)
+                if example["id"] in seen:
+                    raise UserError(f"{path}: question id {example['id']!r} appears twice")
+                seen.add(example["id"])
+                examples.append(example | ({"language": language} if language else {}))
     return _keep_prefix(examples, spec, path)
 
 
-def _field(obj: Any, key: str, path: Path, what: str) -> Any:
+def _field(obj: Any, key: str, path: Path, what: str, kind: type | None = None) -> Any:
     if not isinstance(obj, dict) or key not in obj:
         raise UserError(f"{path}: {what} has no {key!r} field")
+    if kind is not None and not isinstance(obj[key], kind):
+        raise UserError(f"{path}: {what}'s {key!r} must be a {'string' if kind is str else kind.__name__}, got {type(obj[key]).__name__}")
     return obj[key]
 
 
 def _read_question(qa: dict, context: str, path: Path) -> Example:
     qid = str(_field(qa, "id", path, "a question"))
     where = f"{path}: question {qid!r}"
-    if "question" not in qa:
-        raise UserError(f"{where}: no 'question' field")
+    if not isinstance(qa.get("question"), str):
+        raise UserError(f"{where}: no 'question' field (a string)")
     impossible = bool(qa.get("is_impossible", False))
     answers = qa.get("answers")
     if not isinstance(answers, list) or (not answers and not impossible):
         raise UserError(f"{where}: no answers (and not marked is_impossible)")
     checked = []
     for answer in answers:
-        text, start = answer.get("text"), answer.get("answer_start")
-        if not isinstance(text, str) or not isinstance(start, int):
+        text, start = (answer.get("text"), answer.get("answer_start")) if isinstance(answer, dict) else (None, None)
+        if not isinstance(text, str) or not isinstance(start, int) or isinstance(start, bool):
             raise UserError(f"{where}: an answer needs 'text' (string) and 'answer_start' (int)")
-        if context[start : start + len(text)] != text:
+        if not 0 <= start <= len(context) or context[start : start + len(text)] != text:
             raise UserError(
                 f"{where}: answer {text!r} is not at answer_start {start} "
                 f"(context there reads {context[start : start + len(text)]!r})"

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from xstilts.data.io import Example, numbered_lines, open_text
+from xstilts.data.io import Example, check_new_id, numbered_lines, open_text
 from xstilts.errors import UserError
 from xstilts.tasks.spec import TaskSpec
 
@@ -95,16 +95,23 @@ def _load_json_document(path: Path) -> Any:
         raise UserError(f"{path}:{exc.lineno}: not valid json ({exc.msg})") from None
 
 
-def _sentences(text: str, spans: Any, where: str) -> list[str]:
-    """The sentences of `text` cut at `[start, end]` character spans (pairs or `{start, end}`)."""
+def _sentence_bounds(text: Any, spans: Any, where: str) -> list[tuple[int, int]]:
+    """The `(start, end)` character spans of `text`'s sentences (given as pairs or `{start, end}`)."""
+    if not isinstance(text, str):
+        raise UserError(f"{where}: the text must be a string, got {type(text).__name__}")
     try:
         bounds = [(int(span["start"]), int(span["end"])) if isinstance(span, dict) else (int(span[0]), int(span[1]))
                   for span in spans]
-    except (KeyError, IndexError, TypeError, ValueError):
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError):
         raise UserError(f"{where}: sentence spans must be [start, end] pairs of character offsets") from None
     if any(not 0 <= start < end <= len(text) for start, end in bounds):
         raise UserError(f"{where}: a sentence span lies outside its text of {len(text)} characters")
-    return [text[start:end] for start, end in bounds]
+    return bounds
+
+
+def _sentences(text: Any, spans: Any, where: str) -> list[str]:
+    """The sentences of `text` cut at `[start, end]` character spans (pairs or `{start, end}`)."""
+    return [text[start:end] for start, end in _sentence_bounds(text, spans, where)]
 
 
 def read_xquad_r_json(path: Path, spec: TaskSpec) -> list[Example]:
@@ -125,14 +132,21 @@ def read_xquad_r_json(path: Path, spec: TaskSpec) -> list[Example]:
         raise UserError(f"{path}: expected SQuAD json with a top-level `data` list")
     examples = []
     for article in document["data"]:
-        for paragraph in article.get("paragraphs", []):
+        paragraphs = article.get("paragraphs", []) if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            raise UserError(f"{path}: an article of `data` needs a `paragraphs` list")
+        for paragraph in paragraphs:
             number = len(examples) + 1
             where = f"{path}: paragraph {number}"
-            if "context" not in paragraph or "sentence_breaks" not in paragraph:
+            if not isinstance(paragraph, dict) or "context" not in paragraph or "sentence_breaks" not in paragraph:
                 raise UserError(f"{where}: needs `context` and `sentence_breaks` (XQuAD-R files, not XQuAD)")
             context = paragraph["context"]
-            sentences = _sentences(context, paragraph["sentence_breaks"], where)
-            questions = [_xquad_r_question(qa, paragraph, where) for qa in paragraph.get("qas", [])]
+            bounds = _sentence_bounds(context, paragraph["sentence_breaks"], where)
+            sentences = [context[start:end] for start, end in bounds]
+            qas = paragraph.get("qas", [])
+            if not isinstance(qas, list):
+                raise UserError(f"{where}: `qas` must be a list of questions")
+            questions = [_xquad_r_question(qa, bounds, where) for qa in qas]
             examples.append({
                 "id": str(number), "context": context, "sentences": sentences,
                 "questions": [question for question in questions if question["answer_sentence"] is not None],
@@ -140,15 +154,14 @@ def read_xquad_r_json(path: Path, spec: TaskSpec) -> list[Example]:
     return examples
 
 
-def _xquad_r_question(qa: dict, paragraph: dict, where: str) -> dict:
-    if not qa.get("id") or "question" not in qa or not qa.get("answers"):
-        raise UserError(f"{where}: every question needs `id`, `question` and one answer")
+def _xquad_r_question(qa: Any, bounds: list[tuple[int, int]], where: str) -> dict:
+    if not isinstance(qa, dict) or not qa.get("id") or not isinstance(qa.get("question"), str) or not qa.get("answers"):
+        raise UserError(f"{where}: every question needs `id`, `question` (a string) and one answer")
     try:
         start = int(qa["answers"][0]["answer_start"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise UserError(f"{where}, question {qa['id']}: the answer needs an integer `answer_start`") from None
-    sentence = next((index for index, (begin, end) in enumerate(paragraph["sentence_breaks"])
-                     if begin <= start < end), None)
+    sentence = next((index for index, (begin, end) in enumerate(bounds) if begin <= start < end), None)
     return {"id": str(qa["id"]), "question": qa["question"], "answer_sentence": sentence}
 
 
@@ -193,7 +206,7 @@ def read_mewslix_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
     sentences is left out, as the official baseline cannot encode it either. The entity
     candidates are read by `read_mewslix_candidates`.
     """
-    examples = []
+    examples, seen = [], {}
     for number, line in numbered_lines(path):
         if not line.strip():
             continue
@@ -201,17 +214,20 @@ def read_mewslix_jsonl(path: Path, spec: TaskSpec) -> list[Example]:
         try:
             context, mentions = record["context"], record["mentions"]
             text, language = context["text"], context["language"]
+            if not isinstance(text, str) or not isinstance(language, str) or not isinstance(mentions, list):
+                raise TypeError("context.text, context.language or mentions")
             spans = [(int(s["start"]), int(s["end"])) for s in context["sentence_spans"]]
             for mention in mentions:
                 span = mention["mention_span"]
                 start, end = int(span["start"]), int(span["end"])
-                if text[start:end] != span["text"]:
+                if not 0 <= start < end <= len(text) or text[start:end] != span["text"]:
                     raise UserError(f"{path}:{number}: mention {mention['example_id']} does not match its text span")
+                check_new_id(seen, str(mention["example_id"]), f"{path}:{number}")
                 query = mention_query(text, spans, start, end)
                 if query is not None:
                     examples.append({"id": str(mention["example_id"]), "language": language,
                                      "query": query, "entity_id": str(mention["entity_id"])})
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise UserError(f"{path}:{number}: not a Mewsli-X article record (bad or missing {exc})") from None
     return examples
 

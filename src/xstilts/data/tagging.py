@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from xstilts.data.io import Example, check_label, numbered_lines, resolve_pattern
+from xstilts.data.io import Example, check_label, check_new_id, numbered_lines, resolve_pattern
 from xstilts.errors import UserError, did_you_mean
 from xstilts.metrics import check_labelled
 from xstilts.tasks.spec import TaskSpec
@@ -117,7 +117,7 @@ def read_conllu(path: Path, spec: TaskSpec) -> list[Example]:
     examples: list[Example] = []
     tokens: list[str] = []
     labels: list[str] = []
-    sent_id = None
+    sent_id, seen = None, {}
 
     def finish() -> None:
         if tokens:
@@ -132,6 +132,8 @@ def read_conllu(path: Path, spec: TaskSpec) -> list[Example]:
         elif line.startswith("#"):
             if line.startswith("# sent_id = "):
                 sent_id = line[len("# sent_id = "):].strip()
+                if sent_id:
+                    check_new_id(seen, sent_id, f"{path}:{number}")
         else:
             fields = line.split("\t")
             where = f"{path}:{number}"
