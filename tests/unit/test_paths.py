@@ -87,3 +87,38 @@ def test_prediction_records_are_named_from_checked_names(tmp_path):
     os.symlink(tmp_path.parent, tmp_path / "xnli-link")
     with pytest.raises(UserError, match="leads outside"):
         records_path(tmp_path, "xnli-link", "test", "de")
+
+
+def test_leaderboard_prediction_files_and_report_figures_are_contained(tmp_path):
+    from xstilts.analysis.report import figure_path
+    from xstilts.evaluation.leaderboard import prediction_path
+    from xstilts.tasks.registry import load_registry
+
+    xnli = load_registry().get("xnli")
+    assert prediction_path(tmp_path, xnli, "test", "de") == tmp_path / "xnli" / "test-de.tsv"
+    with pytest.raises(UserError, match=r"^split '\.\.' is '\.' or '\.\.'"):
+        prediction_path(tmp_path, xnli, "..", "de")
+    (tmp_path / "xnli").symlink_to(tmp_path.parent, target_is_directory=True)
+    with pytest.raises(UserError, match="leads outside"):
+        prediction_path(tmp_path, xnli, "test", "de")
+    assert figure_path(tmp_path, "languages-xnli") == tmp_path / "languages-xnli.png"
+    with pytest.raises(UserError, match=r"^figure name 'languages-\.\./\.\./x\.png' holds a path separator"):
+        figure_path(tmp_path, "languages-../../x")
+
+
+def test_a_store_whose_runs_folder_the_user_moved_is_written_through(tmp_path):
+    """The store's own folders (runs/, checkpoints/) may be symlinks the user made, to a bigger
+    disk say; what names pick below them may not lead outside."""
+    from xstilts.experiments.run import run_directory
+    from xstilts.experiments.store import ResultsStore
+
+    (tmp_path / "disk").mkdir()
+    store = ResultsStore(tmp_path / "store")
+    (tmp_path / "store").mkdir(exist_ok=True)
+    (tmp_path / "store" / "runs").symlink_to(tmp_path / "disk", target_is_directory=True)
+    with run_directory(store, "exp-1") as folder:
+        (folder / "results.json").write_text("[]")
+    assert (tmp_path / "disk" / "exp-1" / "results.json").read_text() == "[]"
+    with pytest.raises(UserError, match=r"^run id '\.\./exp' holds a path separator"):
+        with run_directory(store, "../exp"):
+            pass
