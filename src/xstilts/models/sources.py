@@ -200,8 +200,9 @@ def loading_errors(source: str, policy: LoadPolicy) -> Iterator[None]:
             f"({unpickler_reason(exc)})"
         ) from None
     except OSError as exc:
-        if not policy.allow_pickle_weights and "safetensors" in str(exc):
-            raise pickle_refused(source, "no safetensors file") from None
+        if not policy.allow_pickle_weights and "cannot be loaded with `safetensors`" in str(exc):
+            # The hub has no safetensors weights for this model (a local directory is checked first).
+            raise pickle_refused(source, "the hub has no safetensors file") from None
         raise cannot_load(source, exc) from None
     except ValueError as exc:
         if "trust_remote_code" in str(exc):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file
 
 from xstilts.errors import UserError
@@ -174,3 +175,41 @@ def test_the_config_flag_reaches_a_runs_start_model(nli_fixture, tiny_model, tmp
     with pytest.raises(UserError, match="set allow_pickle_weights: true"):
         start([])
     assert start(["allow_pickle_weights=true"]).model.hidden_size == 64
+
+
+def test_a_directory_without_weights_is_not_called_pickle(tiny_model, tmp_path):
+    model_dir = tmp_path / "empty"
+    shutil.copytree(tiny_model, model_dir)
+    (model_dir / "model.safetensors").unlink()
+    with pytest.raises(UserError) as error:
+        load_encoder(str(model_dir), tmp_path)
+    assert "pickle" not in str(error.value)
+    assert str(error.value).startswith(f"model {str(model_dir)!r}: cannot load (")
+
+
+def test_a_hub_model_without_safetensors_is_refused_as_pickle(tiny_model, tmp_path, monkeypatch):
+    """transformers' own refusal under use_safetensors=True (a hub repo with .bin weights only)
+    becomes the pickle message; the hub is stood in for by a model class that raises it."""
+    import xstilts.models.sources as sources
+
+    class HubWithBinOnly:
+        @staticmethod
+        def from_pretrained(source, **kwargs):
+            assert kwargs["use_safetensors"] is True and kwargs["trust_remote_code"] is False
+            raise OSError(f"{source} does not appear to have a file named model.safetensors or "
+                          "model.safetensors.index.json and thus cannot be loaded with `safetensors`. "
+                          "Please do not set `use_safetensors=True`.")
+
+    class HubConfig:
+        @staticmethod
+        def from_pretrained(source, **kwargs):
+            return transformers.AutoConfig.from_pretrained(str(tiny_model))
+
+    monkeypatch.setattr(sources, "AutoModel", HubWithBinOnly)
+    monkeypatch.setattr(sources, "AutoConfig", HubConfig)
+    with pytest.raises(UserError) as error:
+        load_encoder("org/old-model", tmp_path)
+    assert str(error.value) == (
+        "model 'org/old-model': weights are pickle files (the hub has no safetensors file); pickle can run code. "
+        "Convert to safetensors, or set allow_pickle_weights: true to load them with torch.load(weights_only=True)"
+    )
