@@ -213,3 +213,21 @@ def test_a_hub_model_without_safetensors_is_refused_as_pickle(tiny_model, tmp_pa
         "model 'org/old-model': weights are pickle files (the hub has no safetensors file); pickle can run code. "
         "Convert to safetensors, or set allow_pickle_weights: true to load them with torch.load(weights_only=True)"
     )
+
+
+@pytest.mark.slow
+def test_the_cli_prints_the_refusal_as_one_line_and_exits_2(tiny_model, nli_fixture, tmp_path, monkeypatch, capsys):
+    from clitools import run
+
+    model_dir = pickle_copy(tiny_model, tmp_path / "bin")
+    args = ("eval", "--model", model_dir, "--task", "toy-xnli", "--data-dir", nli_fixture["xnli"], "--languages", "en",
+            f"task_specs=[{nli_fixture['spec']}]", "--store", tmp_path / "store")
+    code, _, err = run(monkeypatch, capsys, *args)
+    assert code == 2
+    assert [line for line in err.splitlines() if line.strip()] == [
+        f"error: model {str(model_dir)!r}: weights are pickle files (pytorch_model.bin); pickle can run code. Convert to "
+        "safetensors, or set allow_pickle_weights: true to load them with torch.load(weights_only=True)"
+    ]
+    # With the flag the model loads; the sweep then stops for want of a trained head (a bare model).
+    code, _, err = run(monkeypatch, capsys, *args, "allow_pickle_weights=true")
+    assert "pickle" not in err and "has no trained pair_classification head" in err
