@@ -147,6 +147,8 @@ def atomic_directory(target: Path) -> Iterator[Path]:
         _publish_directory(tmp, target)
     except BaseException as exc:  # noqa: BLE001 - cleaned up, then re-raised
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, WriteFault) and exc.path.is_relative_to(tmp):  # a file inside: named where it was going
+            raise WriteFault(target / exc.path.relative_to(tmp), exc.errno) from exc.__cause__
         _raise_fault(exc, target, from_body=True)
 
 

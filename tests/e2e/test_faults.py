@@ -277,51 +277,66 @@ def test_a_killed_store_writer_leaves_whole_runs(tmp_path):
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-@pytest.mark.slow
-def test_a_full_disk_during_a_run_is_one_line_and_keeps_the_earlier_run(tmp_path, monkeypatch, capsys, nli_fixture, tiny_model):
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, nli_fixture, tiny_model):
+    """A store holding one completed tiny run: (config, store folder)."""
+    root = tmp_path_factory.mktemp("faults")
     train = {"epochs": 1, "learning_rate": 1e-3, "batch_size": 32, "max_length": 64}
-    config = tmp_path / "exp.yaml"
+    config = root / "exp.yaml"
     config.write_text(yaml.safe_dump({
         "name": "faults", "model": str(tiny_model), "task_specs": [str(nli_fixture["spec"])], "device": "cpu",
         "data": {"mnli": str(nli_fixture["mnli"]), "toy-xnli": str(nli_fixture["xnli"])},
         "intermediate": {"tasks": ["mnli"], "train": train}, "target": {"task": "toy-xnli", "train": train},
     }), encoding="utf-8")
-    home = tmp_path / "store"
-    code, _, err = run_cli(monkeypatch, capsys, "run", config, "--store", home)
-    assert code == 0, err
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(root)
+        from xstilts.cli import main
+        monkeypatch.setattr("sys.argv", ["xstilts", "run", str(config), "--store", str(root / "store")])
+        try:
+            main()
+        except SystemExit as exit_:
+            assert not exit_.code
+    return config, root / "store"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("full", "overrides"), [
+    ("checkpoints", ["seed=7"]),  # a new seed: new checkpoints to save, and the disk is full there
+    ("predictions", []),  # the same run: both checkpoints reused, the predictions cannot be written
+])
+def test_a_full_disk_during_a_run_is_one_line_and_keeps_the_earlier_run(monkeypatch, capsys, finished_run, full, overrides):
+    config, home = finished_run
     before = tree(home)
-    [first] = ResultsStore(home).runs()
     first_rows = ResultsStore(home).results()
-    assert first["status"] == "completed" and first_rows
-    assert any(name.startswith(("checkpoints/", "runs/")) and "predictions" not in name for name in before)
+    assert first_rows and ResultsStore(home).runs()[0]["status"] == "completed"
+    assert any(name.startswith("checkpoints/") for name in before) and any("/predictions/" in name for name in before)
 
     real = os.replace
-    predictions, checkpoints = f"{os.sep}predictions{os.sep}", str(home / "checkpoints")
 
-    def full_under_predictions_and_checkpoints(source, destination, *args, **kwargs):
-        if predictions in str(destination) or str(destination).startswith(checkpoints):
+    def full_disk(source, destination, *args, **kwargs):
+        if f"{os.sep}{full}{os.sep}" in f"{os.sep}{Path(destination).relative_to(home)}{os.sep}":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(source))
         return real(source, destination, *args, **kwargs)
 
-    monkeypatch.setattr(atomic.os, "replace", full_under_predictions_and_checkpoints)
-    code, out, err = run_cli(monkeypatch, capsys, "run", config, "seed=7", "--store", home)  # a new run: new checkpoints
+    monkeypatch.setattr(atomic.os, "replace", full_disk)
+    code, _, err = run_cli(monkeypatch, capsys, "run", config, *overrides, "--store", home)
+    monkeypatch.undo()
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1, err
-    assert re.fullmatch(rf"error: cannot write {re.escape(str(home))}/(checkpoints|runs)/\S+: No space left on device; "
+    written = "checkpoints/[^/ ]+" if full == "checkpoints" else r"runs/[^/. ][^/ ]*/predictions/\S+"  # not a temporary's name
+    assert re.fullmatch(rf"error: cannot write {re.escape(str(home))}/{written}: No space left on device; "
                         "earlier results are intact", errors[0]), errors[0]
-    monkeypatch.undo()
 
     after = tree(home)
     store_files = {"results.sqlite", "results.sqlite-wal", "results.sqlite-shm"}
     # Every file of the first run is byte-identical; the failed run added no checkpoint, run
-    # folder or leftover (what it did add: its training state, for a rerun to resume).
+    # folder or leftover (what it may add: its training state, for a rerun to resume).
     assert {name: after.get(name) for name in before if name not in store_files} == {
         name: digest for name, digest in before.items() if name not in store_files}
     added = set(after) - set(before)
     assert not [name for name in added if name.startswith(("checkpoints/", "runs/", "cache/"))], added
     assert not [name for name in after if any(part.startswith(".") for part in Path(name).parts)]
     store = ResultsStore(home)
-    assert store.results() == first_rows
-    runs = store.runs()
-    assert [run["status"] for run in runs] == ["completed", "failed"]
-    assert runs[1]["message"] == errors[0].removeprefix("error: ")
+    assert store.results() == first_rows and store.errors() == []
+    failed = store.runs()[-1]
+    assert failed["status"] == "failed" and failed["message"] == errors[0].removeprefix("error: ")

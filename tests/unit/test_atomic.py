@@ -80,6 +80,14 @@ def test_a_folder_whose_parent_is_a_file_is_a_write_fault(tmp_path):
     assert entries(tmp_path) == ["blocker"]
 
 
+def test_a_fault_inside_a_directory_names_the_file_where_it_was_going(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic.os, "replace", fail_with(errno.ENOSPC))
+    with pytest.raises(WriteFault) as caught:
+        with atomic_directory(tmp_path / "run") as tmp:
+            atomic_write_text(tmp / "predictions" / "dev-de.tsv", "0\n")
+    assert caught.value.path == tmp_path / "run" / "predictions" / "dev-de.tsv" and entries(tmp_path) == []
+
+
 def test_a_directory_replaces_the_old_one_whole(tmp_path):
     target = tmp_path / "ckpt"
     with atomic_directory(target) as tmp:
