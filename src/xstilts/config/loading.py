@@ -206,6 +206,9 @@ def describe_validation_error(exc: ValidationError, source: str, model: type[Bas
         return f"{source}: unknown key {key!r}{did_you_mean(key, known_keys(model))}"
     if error["type"] == "missing":
         return f"{source}: missing required key {key!r}"
+    if error["type"] == "value_error":  # a validator's own message names what is wrong
+        where = "" if key == "(root)" else f" key {key!r}:"
+        return f"{source}:{where} {one_line(str(error['msg']).removeprefix('Value error, '))}"
     return f"{source}: key {key!r}: {one_line(error['msg'])} (got {shorten(error.get('input'))})"
 
 

@@ -7,6 +7,7 @@ graph in experiments/study.py). Unknown keys and wrong types are errors, like ex
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from enum import Enum
 from pathlib import Path
@@ -77,7 +78,16 @@ class AxisConfig(Strict):
             raise ValueError("an axis needs at least one value")
         if self.key is None and not (isinstance(self.values, dict) and all(isinstance(v, dict) for v in self.values.values())):
             raise ValueError("an axis without 'key' needs values of the form label -> {dotted.key: value}")
+        keys = [self.key] if self.key is not None else [key for value in self.values.values() for key in value]
+        for key in keys:
+            check_dotted_key(key)
         return self
+
+
+def check_dotted_key(key: Any) -> None:
+    """A dotted experiment key such as `target.train.learning_rate` (ValueError otherwise)."""
+    if not isinstance(key, str) or not all(part.strip() for part in key.split(".")):
+        raise ValueError(f"{key!r} is not a dotted key such as target.train.learning_rate")
 
 
 class SizeAnalysis(Strict):
@@ -120,6 +130,11 @@ class ReportConfig(Strict):
     noise_level: float = Field(0.05, gt=0, lt=1, description="significance level below which a paired difference is called real")
 
 
+# Every grid point is validated before anything runs, and each is a training run: a grid past this
+# size is a mistake (or an alias-multiplied file), not a study to expand.
+MAX_GRID_POINTS = 10_000
+
+
 class StudyConfig(Strict):
     """A grid of experiments: `base` with every combination of the axes' values."""
 
@@ -139,6 +154,8 @@ class StudyConfig(Strict):
 
     @model_validator(mode="after")
     def _zip_groups(self) -> StudyConfig:
+        for key in self.quickstart or {}:
+            check_dotted_key(key)
         seen: set[str] = set()
         for group in self.zip:
             for axis in group:
@@ -150,6 +167,11 @@ class StudyConfig(Strict):
             lengths = {len(self.axes[axis].values) for axis in group}
             if len(lengths) > 1:
                 raise ValueError(f"zipped axes {group} have different numbers of values")
+        zipped = {axis for group in self.zip for axis in group}
+        sizes = [len(axis.values) for name, axis in self.axes.items() if name not in zipped]
+        sizes += [len(self.axes[group[0]].values) for group in self.zip if group]
+        if math.prod(sizes) > MAX_GRID_POINTS:
+            raise ValueError(f"the axes make {math.prod(sizes)} grid points; a study may have at most {MAX_GRID_POINTS}")
         return self
 
 
@@ -163,8 +185,8 @@ def apply_setting(document: dict, dotted: str, value: Any) -> None:
             node[part] = {}
         node = node[part]
     if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
-        for key, item in value.items():
-            apply_setting(node[parts[-1]], key, item)
+        for key, item in value.items():  # a YAML key may be a number or null: the schema names it
+            apply_setting(node[parts[-1]], str(key), item)
     else:
         node[parts[-1]] = unshare(value)
 
