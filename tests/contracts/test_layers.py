@@ -1,5 +1,5 @@
 """Imports point one way: config -> tasks/data -> formats/models -> evaluation -> training ->
-experiments -> analysis -> cli. Shared helpers (errors, atomic writes, result rows, metric
+experiments -> analysis -> cli. Shared helpers (errors, atomic writes, path containment, result rows, metric
 functions) live below every layer, so any module may use them."""
 
 import ast
@@ -12,7 +12,7 @@ import xstilts
 PACKAGE = Path(xstilts.__file__).parent
 # Lower rank = lower layer. A module may import from its own rank or any lower one.
 RANK = {
-    "errors": 0, "atomic": 0, "results": 0, "metrics": 0,
+    "errors": 0, "atomic": 0, "results": 0, "metrics": 0, "paths": 0,
     "config": 1,
     "tasks": 2,
     "data": 3, "synthetic": 3,
