@@ -225,6 +225,16 @@ def child(args, role: str, *extra: str) -> dict:
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "seconds": time.perf_counter() - start}
 
 
+def print_sides(title: str, columns: dict, sides: dict[str, dict], seconds: str) -> None:
+    """One row per side: seconds, the named columns, and tokens/s and peak GPU memory on a GPU."""
+    gpu = all("peak_gpu_mb" in r for r in sides.values())
+    extra = {"tokens/s": lambda r: r["tokens"] / r[seconds], "GPU MB": lambda r: r["peak_gpu_mb"]} if gpu else {}
+    columns = {**columns, **extra}
+    print(f"{title:<34}{'seconds':>9}" + "".join(f"{name:>13}" for name in columns))
+    for name, r in sides.items():
+        print(f"{name:<34}{r[seconds]:>9.1f}" + "".join(f"{column(r):>13.1f}" for column in columns.values()))
+
+
 def compare_sweeps(args, languages: list[str]) -> None:
     ours = child(args, "xstilts")
     theirs = [child(args, "per-language", "--language", language) for language in languages]
@@ -237,13 +247,10 @@ def compare_sweeps(args, languages: list[str]) -> None:
         baseline["peak_gpu_mb"] = max(r["peak_gpu_mb"] for r in theirs)
     ours["tokens"] = baseline["tokens"]
     examples = args.pairs * len(languages)
-    gpu = "peak_gpu_mb" in ours
     print(f"\nZero-shot sweep: {len(languages)} languages x {args.pairs} XNLI-shaped pairs, batch {args.batch_size}, "
           f"hidden {args.hidden} x {args.layers} layers, {args.threads} threads, device {ours['device']}")
-    print(f"{'side':<34}{'seconds':>9}{'examples/s':>12}{'peak RSS MB':>13}" + (f"{'tokens/s':>11}{'GPU MB':>9}" if gpu else ""))
-    for name, r in (("xstilts run_zero_shot_sweep", ours), ("per-language processes, pad 128", baseline)):
-        line = f"{name:<34}{r['seconds']:>9.1f}{examples / r['seconds']:>12.0f}{r['peak_rss_mb']:>13.0f}"
-        print(line + (f"{r['tokens'] / r['seconds']:>11.0f}{r['peak_gpu_mb']:>9.0f}" if gpu else ""))
+    print_sides("side", {"examples/s": lambda r: examples / r["seconds"], "peak RSS MB": lambda r: r["peak_rss_mb"]},
+                {"xstilts run_zero_shot_sweep": ours, "per-language processes, pad 128": baseline}, "seconds")
     ratio = baseline["seconds"] / ours["seconds"]
     print(f"speed-up {ratio:.2f}x (target >= 3x: {'met' if ratio >= 3 else 'NOT met'}); "
           f"per-language interpreter start + imports: {sum(r['seconds'] - r['inner_seconds'] for r in theirs):.1f} s")
@@ -253,13 +260,10 @@ def compare_sweeps(args, languages: list[str]) -> None:
 
 def compare_tagging(args) -> None:
     full, ours = child(args, "tagging-full-logits"), child(args, "tagging-per-batch")
-    gpu = "peak_gpu_mb" in ours
     print(f"\nCCG-like tagging: {args.sentences} sentences, {ours['windows']} windows of up to {TAGGING_LENGTH} subwords, "
           f"{CCG_TAGS} tags, batch {args.batch_size}")
-    print(f"{'path':<34}{'seconds':>9}{'kept MB':>10}{'peak RSS MB':>13}" + (f"{'tokens/s':>11}{'GPU MB':>9}" if gpu else ""))
-    for name, r in (("full logits, decoded at the end", full), ("xstilts per-batch decode", ours)):
-        line = f"{name:<34}{r['decode_seconds']:>9.1f}{r['kept_mb']:>10.1f}{r['peak_rss_mb']:>13.0f}"
-        print(line + (f"{r['tokens'] / r['decode_seconds']:>11.0f}{r['peak_gpu_mb']:>9.0f}" if gpu else ""))
+    print_sides("path", {"kept MB": lambda r: r["kept_mb"], "peak RSS MB": lambda r: r["peak_rss_mb"]},
+                {"full logits, decoded at the end": full, "xstilts per-batch decode": ours}, "decode_seconds")
     print(f"same predictions: {'yes' if full['predictions'] == ours['predictions'] else 'NO'}")
 
 
