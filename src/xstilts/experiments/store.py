@@ -21,6 +21,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import socket
 import sqlite3
 import time
@@ -241,8 +242,11 @@ def store_errors(path: Path) -> Iterator[None]:
                 f"{path} is locked by another process (waited {BUSY_TIMEOUT_S:g} s); nothing was changed: "
                 "retry once that process is done"
             ) from None
-        if name.startswith("SQLITE_FULL"):
+        # A full disk shows as SQLITE_FULL, or, when even the WAL index cannot grow, as an I/O error.
+        if name.startswith("SQLITE_FULL") or (name.startswith("SQLITE_IOERR") and disk_full(path)):
             raise WriteFault(path, errno.ENOSPC) from exc
+        if name.startswith("SQLITE_IOERR"):
+            raise UserError(f"{path}: disk I/O error ({name}) reading or writing the results store; check its disk") from exc
         if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
             raise WriteFault(path, errno.EACCES) from exc
         raise
@@ -251,6 +255,14 @@ def store_errors(path: Path) -> Iterator[None]:
         if code is None:
             raise
         raise WriteFault(exc.filename or path, code) from exc
+
+
+def disk_full(path: Path, margin: int = 1 << 20) -> bool:
+    """Whether the disk that holds `path` has less than `margin` bytes free."""
+    try:
+        return shutil.disk_usage(path.parent).free < margin
+    except OSError:
+        return False
 
 
 def filter_clause(**filters) -> tuple[str, list]:

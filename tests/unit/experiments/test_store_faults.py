@@ -148,3 +148,28 @@ def test_a_full_disk_under_the_store_is_a_write_fault_and_keeps_every_earlier_ro
         filled.complete_run("big", many, [])
     monkeypatch.undo()
     assert filled.results() == rows("r1") + rows("r2") and filled.status("big") == "running"
+
+
+@pytest.mark.parametrize("free", [0, 10 << 30], ids=["disk-full", "disk-fine"])
+def test_an_io_error_of_the_store_is_one_line(filled, monkeypatch, free):
+    """On a disk with no room even for the WAL index SQLite answers a plain I/O error."""
+    connect = sqlite3.connect
+
+    class FailingConnection:
+        def __init__(self, *args, **kwargs):
+            self.db = connect(*args, **kwargs)
+
+        def execute(self, *args):
+            error = sqlite3.OperationalError("disk I/O error")
+            error.sqlite_errorname = "SQLITE_IOERR_SHMSIZE"
+            raise error
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", FailingConnection)
+    monkeypatch.setattr(store_module.shutil, "disk_usage", lambda path: type("Usage", (), {"free": free})())
+    expected = (WriteFault, f"cannot write {filled.path}: No space left on device") if free == 0 else (
+        UserError, f"{filled.path}: disk I/O error (SQLITE_IOERR_SHMSIZE) reading or writing the results store")
+    with pytest.raises(expected[0], match=re.escape(expected[1])):
+        ResultsStore(filled.home)
