@@ -248,7 +248,7 @@ def store_errors(path: Path) -> Iterator[None]:
         if name.startswith("SQLITE_IOERR"):
             raise UserError(f"{path}: disk I/O error ({name}) reading or writing the results store; check its disk") from exc
         if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
-            raise WriteFault(path, errno.EACCES) from exc
+            raise WriteFault(path, errno.EROFS if read_only_file_system(path) else errno.EACCES) from exc
         raise
     except OSError as exc:
         code = fault_errno(exc)
@@ -261,6 +261,13 @@ def disk_full(path: Path, margin: int = 1 << 20) -> bool:
     """Whether the disk that holds `path` has less than `margin` bytes free."""
     try:
         return shutil.disk_usage(path.parent).free < margin
+    except OSError:
+        return False
+
+
+def read_only_file_system(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
     except OSError:
         return False
 

@@ -150,9 +150,8 @@ def test_a_full_disk_under_the_store_is_a_write_fault_and_keeps_every_earlier_ro
     assert filled.results() == rows("r1") + rows("r2") and filled.status("big") == "running"
 
 
-@pytest.mark.parametrize("free", [0, 10 << 30], ids=["disk-full", "disk-fine"])
-def test_an_io_error_of_the_store_is_one_line(filled, monkeypatch, free):
-    """On a disk with no room even for the WAL index SQLite answers a plain I/O error."""
+def failing_sqlite(monkeypatch, name: str, message: str) -> None:
+    """Every statement on a store connection fails with SQLite's error `name`."""
     connect = sqlite3.connect
 
     class FailingConnection:
@@ -160,16 +159,31 @@ def test_an_io_error_of_the_store_is_one_line(filled, monkeypatch, free):
             self.db = connect(*args, **kwargs)
 
         def execute(self, *args):
-            error = sqlite3.OperationalError("disk I/O error")
-            error.sqlite_errorname = "SQLITE_IOERR_SHMSIZE"
+            error = sqlite3.OperationalError(message)
+            error.sqlite_errorname = name
             raise error
 
-        def __getattr__(self, name):
-            return getattr(self.db, name)
+        def __getattr__(self, attribute):
+            return getattr(self.db, attribute)
 
     monkeypatch.setattr(store_module.sqlite3, "connect", FailingConnection)
+
+
+@pytest.mark.parametrize("free", [0, 10 << 30], ids=["disk-full", "disk-fine"])
+def test_an_io_error_of_the_store_is_one_line(filled, monkeypatch, free):
+    """On a disk with no room even for the WAL index SQLite answers a plain I/O error."""
+    failing_sqlite(monkeypatch, "SQLITE_IOERR_SHMSIZE", "disk I/O error")
     monkeypatch.setattr(store_module.shutil, "disk_usage", lambda path: type("Usage", (), {"free": free})())
     expected = (WriteFault, f"cannot write {filled.path}: No space left on device") if free == 0 else (
         UserError, f"{filled.path}: disk I/O error (SQLITE_IOERR_SHMSIZE) reading or writing the results store")
     with pytest.raises(expected[0], match=re.escape(expected[1])):
+        ResultsStore(filled.home)
+
+
+@pytest.mark.parametrize("read_only_fs", [True, False], ids=["read-only-fs", "no-permission"])
+def test_a_store_that_cannot_be_written_is_a_write_fault(filled, monkeypatch, read_only_fs):
+    failing_sqlite(monkeypatch, "SQLITE_READONLY", "attempt to write a readonly database")
+    monkeypatch.setattr(store_module, "read_only_file_system", lambda path: read_only_fs)
+    reason = "Read-only file system" if read_only_fs else "Permission denied"
+    with pytest.raises(WriteFault, match=re.escape(f"cannot write {filled.path}: {reason}; earlier results are intact")):
         ResultsStore(filled.home)
