@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from safetensors.torch import load_file
 
 from clitools import run as run_cli
 from xstilts import atomic
 from xstilts.atomic import atomic_directory, atomic_write_bytes
+from xstilts.cli import main
 from xstilts.data import feature_cache as feature_cache_module
 from xstilts.data.feature_cache import FeatureCache
 from xstilts.experiments.store import ResultsStore
@@ -290,7 +290,6 @@ def finished_run(tmp_path_factory, nli_fixture, tiny_model):
     }), encoding="utf-8")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(root)
-        from xstilts.cli import main
         monkeypatch.setattr("sys.argv", ["xstilts", "run", str(config), "--store", str(root / "store")])
         try:
             main()
