@@ -126,7 +126,8 @@ def _check_expansion(root: yaml.Node | None) -> None:
 def _yaml_error_line(exc: yaml.YAMLError, text: str) -> tuple[str, str]:
     """(`:LINE` or '', the problem on one line) of a YAML error."""
     if isinstance(exc, yaml.reader.ReaderError):  # a control character: it has a position, not a mark
-        return f":{text.count(chr(10), 0, exc.position) + 1}", f"character {exc.character!r} is not allowed"
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        return f":{text.count(chr(10), 0, exc.position) + 1}", f"character U+{code:04X} is not allowed"
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or "syntax error"
     return (f":{mark.line + 1}" if mark else ""), " ".join(str(problem).split())
@@ -200,7 +201,9 @@ def apply_override(document: dict, path: list[str], value: Any) -> None:
 
 def describe_validation_error(exc: ValidationError, source: str, model: type[BaseModel]) -> str:
     """One line for the first schema error: where, which key, what is wrong, near matches."""
-    error = exc.errors()[0]
+    errors = exc.errors()
+    # A misspelt key also makes the key it stands for missing: name the misspelling first.
+    error = next((error for error in errors if error["type"] == "extra_forbidden"), errors[0])
     key = ".".join(str(part) for part in error["loc"] if not isinstance(part, int)) or "(root)"
     if error["type"] == "extra_forbidden":
         return f"{source}: unknown key {key!r}{did_you_mean(key, known_keys(model))}"

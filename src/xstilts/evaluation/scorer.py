@@ -21,12 +21,14 @@ benchmark is present) next to one entry per task holding `{metric: {lang: value}
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from xstilts.config.loading import shorten
 from xstilts.errors import UserError, did_you_mean
 from xstilts import metrics
 from xstilts.tasks.registry import TaskRegistry, load_registry
@@ -204,14 +206,20 @@ def task_score(metrics: Mapping[str, float]) -> float:
 # --- readers (mirroring evaluate.py's read_label / read_tag / read_squad / read_xcopa) ----------
 
 
-def _read_text(path: Path) -> list[str]:
-    # Iterating the file (universal newlines) splits lines exactly as evaluate.py does;
-    # str.splitlines would also split on separators such as U+2028 inside tokens.
+def _decode(path: Path) -> str:
+    """The file as text: UTF-8, where a byte order mark at the start is encoding, not content."""
+    data = path.read_bytes()
     try:
-        with path.open(encoding="utf-8") as handle:
-            return [line.rstrip("\n") for line in handle]
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _read_text(path: Path) -> list[str]:
+    # Universal newlines split lines exactly as evaluate.py's iteration over the file does;
+    # str.splitlines would also split on separators such as U+2028 inside tokens.
+    return [line.rstrip("\n") for line in io.StringIO(_decode(path), newline=None)]
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -235,10 +243,21 @@ def _read_tags(path: Path) -> list[list[str]]:
 
 
 def _read_json(path: Path) -> Any:
+    return _parse_json(_decode(path), path)
+
+
+def _parse_json(text: str, path: Path, line: int | None = None) -> Any:
+    """json.loads, where any failure is one UserError line naming the file and line (`line`:
+    the line of a jsonl file that `text` is)."""
+    where = f"{path}:{line}" if line is not None else str(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        raise UserError(f"{path}:{line if line is not None else exc.lineno}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise UserError(f"{where}: invalid JSON (nested too deeply)") from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise UserError(f"{where}: invalid JSON ({' '.join(str(exc).split())})") from None
 
 
 def _read_jsonl_labels(path: Path) -> list[Any]:
@@ -246,10 +265,7 @@ def _read_jsonl_labels(path: Path) -> list[Any]:
     for number, line in enumerate(_read_text(path), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        record = _parse_json(line, path, line=number)
         if not isinstance(record, dict) or "label" not in record:
             raise UserError(f"{path}:{number}: expected an object with a 'label' key")
         labels.append(record["label"])
@@ -263,16 +279,30 @@ def _read_squad_gold(path: Path) -> dict[str, list[str]]:
     if not isinstance(articles, list):
         raise UserError(f"{path}: expected SQuAD-format json with a 'data' list of articles")
     gold: dict[str, list[str]] = {}
-    try:
-        for article in articles:
-            for paragraph in article["paragraphs"]:
-                for qa in paragraph["qas"]:
-                    if qa["id"] in gold:
-                        raise UserError(f"{path}: question id {qa['id']!r} appears twice")
-                    gold[qa["id"]] = [answer["text"] for answer in qa["answers"]]
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{path}: not SQuAD-format json (missing or malformed {exc})") from None
+    for a, article in enumerate(articles):
+        for p, paragraph in enumerate(_squad_field(article, "paragraphs", list, path, f"data[{a}]")):
+            for q, qa in enumerate(_squad_field(paragraph, "qas", list, path, f"data[{a}].paragraphs[{p}]")):
+                where = f"data[{a}].paragraphs[{p}].qas[{q}]"
+                question_id = _squad_field(qa, "id", str, path, where)
+                if question_id in gold:
+                    raise UserError(f"{path}: question id {question_id!r} appears twice")
+                answers = _squad_field(qa, "answers", list, path, where)
+                gold[question_id] = [
+                    _squad_field(answer, "text", str, path, f"{where}.answers[{n}]") for n, answer in enumerate(answers)
+                ]
     return gold
+
+
+def _squad_field(record: Any, key: str, kind: type, path: Path, where: str) -> Any:
+    """`record[key]`, which must be a `kind`; anything else is one line naming the json path."""
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: not SQuAD-format json: {where} should be an object (got {shorten(record)})")
+    if key not in record:
+        raise UserError(f"{path}: not SQuAD-format json: {where} has no {key!r}")
+    value = record[key]
+    if not isinstance(value, kind):
+        raise UserError(f"{path}: not SQuAD-format json: {where}.{key} should be a {kind.__name__} (got {shorten(value)})")
+    return value
 
 
 def _read_mapping(path: Path, value_type: type) -> dict[str, Any]:

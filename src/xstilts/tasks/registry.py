@@ -103,5 +103,5 @@ def load_registry(extra_files: Iterable[Path | str] = ()) -> TaskRegistry:
         except ValidationError as exc:
             error = exc.errors()[0]
             key = ".".join(str(part) for part in error["loc"]) or "(task)"
-            raise UserError(f"{entry['_file']}: task {name!r}, key {key!r}: {one_line(error['msg'])}") from None
+            raise UserError(f"{entry['_file']}: task {name!r}, key {key!r}: {one_line(error['msg']).removeprefix('Value error, ')}") from None
     return TaskRegistry(specs)
