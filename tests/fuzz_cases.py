@@ -47,6 +47,9 @@ class ReaderCase:
     mutable: list[str] = field(default_factory=list)
     # `.gz` files: the fuzzer mutates the text before compressing it, or the compressed bytes
     compressed: bool = False
+    # the split and language whose file `path` is under the spec's `local.path` (None: not laid out so)
+    split: str | None = "train"
+    language: str = "en"
 
     def __post_init__(self) -> None:
         self.spec = self.spec or REGISTRY.get(self.task)
@@ -101,13 +104,14 @@ READER_CASES: dict[str, ReaderCase] = {
         {"premise": "A man sleeps.", "hypothesis": "A person rests.", "label": "entailment", "pairID": "p1"},
         {"premise": "A cat.", "hypothesis": "A dog.", "label": 2})}, "train.jsonl"),
     "xtreme_pair_tsv": ReaderCase("xnli", {"test-de.tsv": b"Ein Hund.\tEin Tier.\tentailment\nA\tB\tneutral\r\nC\tD\tcontradiction\n"},
-                                  "test-de.tsv"),
+                                  "test-de.tsv", split="test", language="de"),
     "single_tsv": ReaderCase("synth-topic", {"train-en.tsv": b"pasta and bread\tfood\nthe mountain\tnature\n"}, "train-en.tsv"),
     "xtreme_tagging_tsv": ReaderCase("panx", {"train-de.tsv": b"Paris\tB-LOC\nist\tO\nsch\xc3\xb6n\tO\n\nAngela\tB-PER\nMerkel\tI-PER\n"},
-                                     "train-de.tsv"),
-    "conllu": ReaderCase("udpos-conllu", {"de_gsd-ud-train.conllu": CONLLU.encode()}, "de_gsd-ud-train.conllu"),
-    "conllu_gz": ReaderCase("udpos-conllu", {"de_gsd-ud-train.conllu.gz": gzip.compress(CONLLU.encode(), mtime=0)},
-                            "de_gsd-ud-train.conllu.gz", compressed=True),
+                                     "train-de.tsv", language="de"),
+    "conllu": ReaderCase("udpos-conllu", {"UD_German/de_gsd-ud-train.conllu": CONLLU.encode()}, "UD_German/de_gsd-ud-train.conllu",
+                         language="de"),
+    "conllu_gz": ReaderCase("udpos-conllu", {"UD_German/de_gsd-ud-train.conllu.gz": gzip.compress(CONLLU.encode(), mtime=0)},
+                            "UD_German/de_gsd-ud-train.conllu.gz", compressed=True, language="de"),
     "squad_json": ReaderCase("squad", {"train-v1.1.json": json.dumps(SQUAD, indent=1).encode()}, "train-v1.1.json"),
     "copa_jsonl": ReaderCase("copa", {"train.jsonl": jsonl(
         {"premise": "The man broke his toe.", "choice1": "He dropped a hammer.", "choice2": "He sang.",
@@ -131,33 +135,35 @@ READER_CASES: dict[str, ReaderCase] = {
                              {"context": "C2", "question": "Q2?", "answerA": "x", "answerB": "y", "answerC": "z"}),
         "train-labels.lst": b"1\n3\n"}, "train.jsonl"),
     "tatoeba_v1": ReaderCase("tatoeba", {"tatoeba.deu-eng.deu": b"Hallo.\nWie geht's?\n",
-                                         "tatoeba.deu-eng.eng": b"Hello.\nHow are you?\n"}, "tatoeba.deu-eng.deu"),
+                                         "tatoeba.deu-eng.eng": b"Hello.\nHow are you?\n"}, "tatoeba.deu-eng.deu",
+                         split="test", language="de"),
     "bucc": ReaderCase("bucc2018", {"de-en.dev.de": b"de-1\tHallo.\nde-2\tTsch\xc3\xbcss.\n",
                                     "de-en.dev.en": b"en-1\tHello.\nen-2\tBye.\n",
-                                    "de-en.dev.gold": b"de-1\ten-1\nde-2\ten-2\n"}, "de-en.dev.de"),
-    "xquad_r_json": ReaderCase("lareqa", {"de.json": json.dumps(XQUAD_R).encode()}, "de.json"),
-    "mewslix_jsonl": ReaderCase("mewslix", {"wikinews_mentions-dev.jsonl": jsonl(MEWSLIX)}, "wikinews_mentions-dev.jsonl"),
+                                    "de-en.dev.gold": b"de-1\ten-1\nde-2\ten-2\n"}, "de-en.dev.de",
+                       split="dev", language="de"),
+    "xquad_r_json": ReaderCase("lareqa", {"de.json": json.dumps(XQUAD_R).encode()}, "de.json", split="test", language="de"),
+    "mewslix_jsonl": ReaderCase("mewslix", {"wikinews_mentions-dev.jsonl": jsonl(MEWSLIX)}, "wikinews_mentions-dev.jsonl", split="dev", language="de"),
     "snli_jsonl": ReaderCase("snli", {"snli_1.0_train.jsonl": jsonl(
         {"sentence1": "A dog.", "sentence2": "An animal.", "gold_label": "entailment", "pairID": "s1"},
         {"sentence1": "A dog.", "sentence2": "A cat.", "gold_label": "-", "pairID": "s2"})}, "snli_1.0_train.jsonl"),
     "anli_jsonl": ReaderCase("anli", {
         f"{r}/dev.jsonl": jsonl({"uid": f"{r}-1", "context": "A dog.", "hypothesis": "An animal.", "label": "e"})
-        for r in ("R1", "R2", "R3")}, "R1/dev.jsonl"),
+        for r in ("R1", "R2", "R3")}, "R1/dev.jsonl", split="dev"),
     "qqp_tsv": ReaderCase("qqp", {"train.tsv": (
         "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n1\t1\t2\tHow?\tWhy?\t0\n2\t3\t4\tWhat?\tWhat is it?\t1\n").encode()},
         "train.tsv", spec=with_options("qqp", skip_malformed=False)),
     "paws_tsv": ReaderCase("paws", {"train.tsv": b"id\tsentence1\tsentence2\tlabel\n1\tA b.\tB a.\t0\n2\tC.\tC.\t1\n"}, "train.tsv"),
     "ccg_tsv": ReaderCase("ccg", {"train.tsv": b"John runs\tNP S\\NP\nJohn sees Mary\tNP (S\\NP)/NP NP\n"}, "train.tsv",
                           spec=ccg_spec()),
-    "text_lines": ReaderCase("mlm-multilingual", {"en.txt": b"One sentence.\nAnother one.\n"}, "en.txt"),
+    "text_lines": ReaderCase("mlm-multilingual", {"en.txt": b"One sentence.\nAnother one.\n"}, "en.txt", split=None),
     "multichecklist_tsv": ReaderCase(
         "multichecklist", {"checklist_templates.tsv": CHECKLIST.encode()}, "checklist_templates.tsv",
-        spec=with_options("multichecklist", samples=2),
+        spec=with_options("multichecklist", samples=2), split="test", language="de",
         read=lambda path, spec: get_reader("multichecklist_tsv", spec)(path, spec, language="de")),
     # Not a registered reader, but read from user files the same way (Mewsli-X's entities).
     "mewslix_candidates": ReaderCase("mewslix", {"candidate_set_entities.jsonl": jsonl(
         {"entity_id": "Q567", "description": "Angela Merkel is a politician. She was chancellor.",
-         "sentence_spans": [{"start": 0, "end": 30}, {"start": 31, "end": 50}]})}, "candidate_set_entities.jsonl",
+         "sentence_spans": [{"start": 0, "end": 30}, {"start": 31, "end": 50}]})}, "candidate_set_entities.jsonl", split=None,
         read=lambda path, spec: [{"id": key, "text": value} for key, value in read_mewslix_candidates(path).items()]),
 }
 assert set(READERS) <= set(READER_CASES), f"readers without a fuzz case: {set(READERS) - set(READER_CASES)}"

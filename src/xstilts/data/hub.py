@@ -81,8 +81,9 @@ def load_hub_examples(spec: TaskSpec, split: str, language: str) -> list[Example
     except (FileNotFoundError, ValueError, ConnectionError) as exc:
         raise UserError(f"{where}: cannot load ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     if spec.hub.reader:
-        return read_rows_with(spec.hub.reader, [dict(row) for row in rows], spec, where)
-    examples = keep_language(_hub_examples(rows, spec, split, language, where), spec, language, where)
+        examples = read_rows_with(spec.hub.reader, [dict(row) for row in rows], spec, where)
+    else:
+        examples = keep_language(_hub_examples(rows, spec, split, language, where), spec, language, where)
     if not examples:
         raise UserError(f"{where}: no examples")
     return examples

@@ -56,6 +56,8 @@ def open_text(path: Path) -> Iterator[TextIO]:
             yield handle
         except UnicodeDecodeError as error:
             line = first_undecodable_line(path)
+            if line is None and compressed:  # the compressed stream broke before the bad line
+                raise UserError(f"{path}: not a valid gzip file of UTF-8 text ({error.reason})") from None
             if line is None:  # raised by something else read inside the block
                 raise
             raise UserError(f"{path}:{line}: not valid UTF-8 ({error.reason}); save the file as UTF-8") from None
@@ -66,13 +68,17 @@ def open_text(path: Path) -> Iterator[TextIO]:
 
 
 def first_undecodable_line(path: Path) -> int | None:
-    """The number (from 1) of the first line of `path` that is not valid UTF-8, or None."""
+    """The number (from 1) of the first line of `path` that is not valid UTF-8, or None (also
+    when a `.gz` file's compressed stream breaks before such a line)."""
     with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return number
+        try:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+        except (OSError, EOFError, zlib.error):
+            return None
     return None
 
 
