@@ -9,8 +9,6 @@ spec cannot run code, and a spec cannot name a module to import.
 from __future__ import annotations
 
 import importlib
-import json
-import os
 import re
 from pathlib import Path
 
@@ -67,6 +65,25 @@ SPEC = {
 }
 
 
+# case folder -> (benchmark, task, language, the message after the named file; None: it scores).
+SCORE = {
+    "pred-invalid-utf8": ("xtreme", "xnli", "de", "pred/xnli/test-de.tsv", r":2: not UTF-8 text \(invalid start byte at byte 8\)"),
+    "pred-byte-order-mark": ("xtreme", "xnli", "de", None, None),
+    "gold-json-nested-too-deeply": ("xtreme", "xquad", "de", "gold/xquad/test-de.json", r": invalid JSON \(nested too deeply\)"),
+    "pred-json-huge-int": ("xtreme", "xquad", "de", "pred/xquad/test-de.json", r": invalid JSON \(Exceeds the limit \(4300 digits\)"),
+    "gold-answer-text-a-number": (
+        "xtreme", "xquad", "de", "gold/xquad/test-de.json",
+        r": not SQuAD-format json: data\[0\].paragraphs\[0\].qas\[0\].answers\[0\].text should be a str \(got 5\)",
+    ),
+    "gold-question-id-a-number": (
+        "xtreme", "mlqa", "de", "gold/mlqa/test-de.json",
+        r": not SQuAD-format json: data\[0\].paragraphs\[0\].qas\[0\].id should be a str \(got 5\)",
+    ),
+    "gold-jsonl-huge-int": ("xtreme-r", "xcopa", "et", "gold/xcopa/test-et.jsonl", r":2: invalid JSON \(Exceeds the limit"),
+    "gold-json-invalid-utf8": ("xtreme-r", "mewslix", "de", "gold/mewslix/test-de.json", r":1: not UTF-8 text"),
+}
+
+
 def assert_one_line(load, path: Path, expected: str) -> None:
     with pytest.raises(UserError) as caught:
         load(path)
@@ -76,7 +93,7 @@ def assert_one_line(load, path: Path, expected: str) -> None:
 
 
 def test_the_corpus_is_covered():
-    for folder, table in (("config", CONFIG), ("study", STUDY), ("spec", SPEC)):
+    for folder, table in (("config", CONFIG), ("study", STUDY), ("spec", SPEC), ("score", SCORE)):
         assert sorted(p.name for p in (MALFORMED / folder).iterdir()) == sorted(table), folder
 
 
@@ -94,6 +111,18 @@ def test_malformed_study(name, tmp_path):
 @pytest.mark.parametrize("name", sorted(SPEC))
 def test_malformed_spec(name):
     assert_one_line(lambda path: load_registry([path]), MALFORMED / "spec" / name, SPEC[name])
+
+
+@pytest.mark.parametrize("case", sorted(SCORE))
+def test_malformed_score_input(case, tmp_path):
+    benchmark, task, language, named, expected = SCORE[case]
+    folder = MALFORMED / "score" / case
+    registry = TaskRegistry([load_registry().get(task).model_copy(update={"benchmarks": {benchmark: [language]}})])
+    if expected is None:
+        scores = score_predictions(folder / "pred", folder / "gold", benchmark, registry=registry)
+        assert scores[task]["avg_metric"] == 100.0
+        return
+    assert_one_line(lambda _: score_predictions(folder / "pred", folder / "gold", benchmark, registry=registry), folder / named, expected)
 
 
 def test_a_folder_or_unreadable_file_is_one_line(tmp_path):
