@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from xstilts.atomic import WriteFault
 from xstilts.config.study import ExecutorConfig, ExecutorKind
 
 
@@ -60,7 +61,7 @@ class SequentialExecutor:
         future: concurrent.futures.Future = concurrent.futures.Future()
         try:
             future.set_result(fn(*args))
-        except Exception as exc:  # noqa: BLE001 - a bug in one node is that node's failure
+        except (Exception, WriteFault) as exc:  # noqa: BLE001 - a bug or a full disk is that node's failure
             future.set_exception(exc)
         return future
 
@@ -119,7 +120,7 @@ def _child(connection, parent: int, env: dict[str, str], fn: Callable, args: tup
         torch.set_num_threads(int(env["XSTILTS_TORCH_THREADS"]))
     try:
         message = ("ok", fn(*args))
-    except Exception as exc:  # noqa: BLE001 - the parent turns it into the node's failure
+    except (Exception, WriteFault) as exc:  # noqa: BLE001 - the parent turns it into the node's failure
         message = ("error", exc)
     try:
         connection.send(message)
