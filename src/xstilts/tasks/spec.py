@@ -288,7 +288,7 @@ class TaskSpec(BaseModel):
         lines are ignored, and a label the spec already lists is not repeated.
 
         Raises:
-            UserError: without a data dir, when the file is missing, or on a duplicate line.
+            UserError: without a data dir, when the file is missing or not UTF-8, or on a duplicate line.
         """
         if self.labels_file is None:
             return self
@@ -297,8 +297,14 @@ class TaskSpec(BaseModel):
         path = Path(data_dir) / self.labels_file
         if not path.is_file():
             raise UserError(f"{path}: label file of task {self.name!r} not found")
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise UserError(f"{path}:{line}: label file of task {self.name!r} is not UTF-8 text ({exc.reason})") from None
         labels, seen = list(self.labels), {}
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(text.splitlines(), start=1):
             label = line.strip()
             if not label:
                 continue

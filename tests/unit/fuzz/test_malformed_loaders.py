@@ -212,3 +212,9 @@ def test_a_model_path_under_an_unknown_users_home_is_one_line(tmp_path):
     path.write_text("name: s\nbase: {model: '~nosuchuser-xstilts/m', target: {task: xnli}}\naxes: {s: {key: seed, values: [0]}}\n")
     with pytest.raises(UserError):
         load_study(path, tmp_path / "home")
+
+
+def test_a_labels_file_that_is_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "feats.txt").write_bytes(b"_\nNumber=Sing\nGender=F\xe9m\n")
+    with pytest.raises(UserError, match=r"feats.txt:3: label file of task 'ud-feats' is not UTF-8 text"):
+        load_registry().get("ud-feats").resolve_labels(tmp_path)
