@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from xstilts.config.loading import known_keys, load_config
@@ -213,7 +213,9 @@ def assert_one_line_error_or_loads(load: Callable[[Path], Any], path: Path) -> N
     before = _files(path.parent)
     try:
         load(path)
+        event("loaded")
     except UserError as exc:
+        event("UserError")
         message = str(exc)
         assert len(message.splitlines()) == 1, message
         assert str(path) in message, message

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from clitools import run
@@ -192,7 +192,9 @@ def test_fuzz_score_predictions(case):
         before = set(root.rglob("*"))
         try:
             scores = score_predictions(pred, labels, benchmark, registry=REGISTRIES[task])
+            event("scored")
         except UserError as exc:
+            event("UserError")
             message = str(exc)
             assert len(message.splitlines()) == 1, message
             assert str(pred / task) in message or str(labels / task) in message, message
