@@ -218,3 +218,28 @@ def test_a_labels_file_that_is_not_utf8_is_one_line(tmp_path):
     (tmp_path / "feats.txt").write_bytes(b"_\nNumber=Sing\nGender=F\xe9m\n")
     with pytest.raises(UserError, match=r"feats.txt:3: label file of task 'ud-feats' is not UTF-8 text"):
         load_registry().get("ud-feats").resolve_labels(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "command, kind, name",
+    [
+        (["run"], "config", "python-tag.yaml"),
+        (["run"], "config", "billion-laughs.yaml"),
+        (["run"], "config", "invalid-utf8.yaml"),
+        (["tasks", "--spec"], "spec", "entry-not-mapping.yaml"),
+        (["tasks", "--spec"], "spec", "newline-placeholder.yaml"),
+        (["study", "plan"], "study", "grid-bomb.yaml"),
+        (["study", "plan"], "study", "python-tag.yaml"),
+    ],
+)
+def test_cli_prints_the_one_line_and_exits_2_writing_nothing(monkeypatch, capsys, tmp_path, command, kind, name):
+    from clitools import run
+
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "store"
+    path = MALFORMED / kind / name
+    code, out, err = run(monkeypatch, capsys, *command, path, *([] if kind == "spec" else ["--store", store]))
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert str(path) in err
+    assert list(tmp_path.iterdir()) == []
