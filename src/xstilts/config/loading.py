@@ -97,30 +97,32 @@ def one_line(text: str) -> str:
 
 
 def _check_expansion(root: yaml.Node | None) -> None:
-    """Refuse a node graph whose aliases refer to themselves or expand past MAX_YAML_VALUES."""
-    sizes: dict[int, int] = {}
+    """Refuse a node graph whose aliases refer to themselves, nest values deeper than
+    MAX_YAML_DEPTH (a chain of anchors) or expand past MAX_YAML_VALUES."""
+    measured: dict[int, tuple[int, int]] = {}  # id -> (values, levels) of the expanded subtree
     open_nodes: set[int] = set()
 
-    def size(node: yaml.Node) -> int:
+    def measure(node: yaml.Node) -> tuple[int, int]:
         if isinstance(node, yaml.ScalarNode):
-            return 1
-        if id(node) in sizes:
-            return sizes[id(node)]
+            return 1, 1
+        if id(node) in measured:
+            return measured[id(node)]
         if id(node) in open_nodes:
             raise yaml.composer.ComposerError(None, None, "an alias refers to the value that contains it", node.start_mark)
         open_nodes.add(id(node))
         children = [item for pair in node.value for item in pair] if isinstance(node, yaml.MappingNode) else node.value
-        total = 1 + sum(size(child) for child in children)
-        if total > MAX_YAML_VALUES:
-            raise yaml.composer.ComposerError(
-                None, None, f"aliases expand to more than {MAX_YAML_VALUES} values", node.start_mark
-            )
+        sizes = [measure(child) for child in children]
+        values, levels = 1 + sum(size for size, _ in sizes), 1 + max((level for _, level in sizes), default=0)
+        if values > MAX_YAML_VALUES:
+            raise yaml.composer.ComposerError(None, None, f"aliases expand to more than {MAX_YAML_VALUES} values", node.start_mark)
+        if levels > MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"aliases nest values deeper than {MAX_YAML_DEPTH} levels", node.start_mark)
         open_nodes.discard(id(node))
-        sizes[id(node)] = total
-        return total
+        measured[id(node)] = values, levels
+        return values, levels
 
     if root is not None:
-        size(root)
+        measure(root)
 
 
 def _yaml_error_line(exc: yaml.YAMLError, text: str) -> tuple[str, str]:

@@ -28,6 +28,7 @@ CONFIG = {
     "nul-character.yaml": r":2: invalid YAML in config file \(character U\+0000 is not allowed\)",
     "deep-nesting.yaml": r":2: invalid YAML in config file \(values nested deeper than 64 levels\)",
     "billion-laughs.yaml": r":\d+: invalid YAML in config file \(aliases expand to more than 100000 values\)",
+    "alias-chain.yaml": r":66: invalid YAML in config file \(aliases nest values deeper than 64 levels\)",
     "recursive-alias.yaml": r":3: invalid YAML in config file \(an alias refers to the value that contains it\)",
     "python-tag.yaml": r":1: invalid YAML in config file \(tag !!python/object/apply:os.system is not allowed",
     "python-name-tag.yaml": r":2: invalid YAML in config file \(tag !!python/name:os.system is not allowed",
