@@ -105,7 +105,7 @@ def read_cosmosqa_csv(path: Path, spec: TaskSpec) -> list[Example]:
                 choices = [row[f"answer{index}"] for index in range(4)]
                 check_new_id(seen, row["id"], where)
                 examples.append(_choice_example(row["id"], row["context"], row["question"], choices, row["label"], where))
-        except csv.Error as exc:  # a field over the csv module's size limit, a NUL byte, bad quoting
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit (131,072 characters)
             raise UserError(f"{path}:{reader.line_num or 1}: malformed CSV ({exc})") from None
     return examples
 
