@@ -189,12 +189,20 @@ def expand(config: StudyConfig, path: Path, base: dict, miniature_data: dict[str
 def absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
     """Data folders, spec files and a local model as absolute paths: relative ones are read from
     the working directory (as `xstilts run` reads them), and the nodes may run elsewhere."""
-    model = Path(config.model).expanduser()
+    model = expand_user(config.model, "model")
     return config.model_copy(update={
         "model": str(model.resolve()) if model.exists() else config.model,
-        "data": {task: Path(folder).expanduser().resolve() for task, folder in config.data.items()},
-        "task_specs": [Path(spec).expanduser().resolve() for spec in config.task_specs],
+        "data": {task: expand_user(folder, f"data.{task}").resolve() for task, folder in config.data.items()},
+        "task_specs": [expand_user(spec, "task_specs").resolve() for spec in config.task_specs],
     })
+
+
+def expand_user(path: Path | str, key: str) -> Path:
+    """`path` with a leading ~ or ~user expanded; an unknown user is the key's one-line error."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as exc:  # ~name of a user this machine does not have
+        raise UserError(f"key {key!r}: {path}: {exc}") from None
 
 
 def blame(key: str, combination: list[tuple[str, str, dict]]) -> str:

@@ -204,10 +204,6 @@ def test_format_and_metric_are_closed_enums(tmp_path):
         load_registry([spec_file])
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "experiments/study.py absolute_paths: Path.expanduser() raises RuntimeError for '~nosuchuser/...' "
-    "(not owned by the loader fuzzing work; reported)"
-))
 def test_a_model_path_under_an_unknown_users_home_is_one_line(tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text("name: s\nbase: {model: '~nosuchuser-xstilts/m', target: {task: xnli}}\naxes: {s: {key: seed, values: [0]}}\n")
