@@ -4,6 +4,7 @@ foreign, locked or full store file is a one-line error that changes nothing."""
 import re
 import sqlite3
 import sys
+from contextlib import closing
 
 import pytest
 
@@ -45,24 +46,26 @@ def columns(db, table):
 
 def test_a_version_0_store_migrates_in_one_transaction(tmp_path, monkeypatch):
     path = tmp_path / "results.sqlite"
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.executescript(OLD_SCHEMA)
         db.execute("INSERT INTO runs VALUES ('old', 'exp', '2026-01-02T03:04:05+00:00', 'completed', '{}')")
         db.execute("INSERT INTO results VALUES ('old', 'target', 'xnli', 'de', 'test', 'accuracy', 71.5)")
     before = path.read_bytes()
     # A step that fails after the columns were added: the whole migration rolls back.
-    monkeypatch.setattr(store_module, "INDEXES", (*store_module.INDEXES, "CREATE INDEX broken ON no_such_table (x)"))
+    indexes = store_module.INDEXES
+    monkeypatch.setattr(store_module, "INDEXES", (*indexes, "CREATE INDEX broken ON no_such_table (x)"))
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         ResultsStore(tmp_path)
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         assert db.execute("PRAGMA user_version").fetchone() == (0,)
         assert columns(db, "runs") == ["run", "name", "created", "status", "config"]
         assert db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'runs_%'").fetchall() == []
         assert db.execute("SELECT * FROM results").fetchall() == [("old", "target", "xnli", "de", "test", "accuracy", 71.5)]
     assert len(before) > 0
-    monkeypatch.undo()
+    # Not monkeypatch.undo(): that would also undo conftest's removal of XSTILTS_STORE_JOURNAL.
+    monkeypatch.setattr(store_module, "INDEXES", indexes)
     store = ResultsStore(tmp_path)
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert {"study", "node", "axes", "started", "versions"} <= set(columns(db, "runs"))
     assert store.results() == [ResultRow("old", "target", "xnli", "de", "test", "accuracy", 71.5)]
