@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hypothesis import strategies as st
+
 from xstilts.data.io import Example
 from xstilts.data.readers import READERS, get_reader
 from xstilts.data.retrieval import read_mewslix_candidates
@@ -221,3 +223,39 @@ def check_user_error(message: str, folder: Path) -> None:
     """One line that names a file of the data folder (the CLI prints exactly this)."""
     assert len(message.splitlines()) == 1 and message == message.strip(), repr(message)
     assert str(folder) in message, f"the error names no data file: {message!r}"
+
+
+@st.composite
+def byte_mutants(draw, seeds: list[bytes], *, pieces: list[bytes], long_pieces: list[bytes], empties: list[bytes],
+                 max_delete: int, line_ops: bool = False) -> bytes:
+    """A seed document with one to three byte-level mutations: truncation, an inserted piece
+    (or random bytes), a deletion, a replaced byte, a BOM, a very long line, the whole file
+    replaced by an `empties` entry and, with `line_ops`, a duplicated or re-indented line."""
+    data = bytearray(draw(st.sampled_from(seeds)))
+    ops = ["truncate", "insert", "delete", "replace", "bom", "long_line", "empty"] + (["dup_line", "indent"] if line_ops else [])
+    for _ in range(draw(st.integers(1, 3))):
+        op = draw(st.sampled_from(ops))
+        at = draw(st.integers(0, len(data)))
+        if op == "truncate":
+            data = data[:at]
+        elif op == "insert":
+            data[at:at] = draw(st.sampled_from(pieces) | st.binary(min_size=1, max_size=8))
+        elif op == "delete":
+            del data[at : at + draw(st.integers(1, max_delete))]
+        elif op == "replace" and data:
+            data[min(at, len(data) - 1)] = draw(st.integers(0, 255))
+        elif op == "bom":
+            data[0:0] = b"\xef\xbb\xbf"
+        elif op == "long_line":
+            data[at:at] = draw(st.sampled_from(long_pieces)) * draw(st.sampled_from([1000, 100_000]))
+        elif op == "empty":
+            data = bytearray(draw(st.sampled_from(empties)))
+        elif op in ("dup_line", "indent"):
+            lines = bytes(data).split(b"\n")
+            index = draw(st.integers(0, len(lines) - 1))
+            if op == "dup_line":
+                lines.insert(index, lines[index])
+            else:
+                lines[index] = b" " * draw(st.integers(1, 3)) + lines[index]
+            data = bytearray(b"\n".join(lines))
+    return bytes(data)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import fuzz_cases
 import pytest
 import yaml
 from hypothesis import event, given
@@ -85,39 +86,12 @@ YAML_PIECES = [
 ]
 
 
-@st.composite
-def byte_mutants(draw, seeds: list[bytes]) -> bytes:
-    """A seed document with one to three byte-level mutations."""
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["truncate", "insert", "delete", "replace", "bom", "long_line", "dup_line", "empty", "indent"]))
-        at = draw(st.integers(0, len(data)))
-        if op == "truncate":
-            data = data[:at]
-        elif op == "insert":
-            piece = draw(st.sampled_from(INVALID_UTF8 + YAML_PIECES) | st.binary(min_size=1, max_size=8))
-            data[at:at] = piece
-        elif op == "delete":
-            del data[at : at + draw(st.integers(1, 40))]
-        elif op == "replace" and data:
-            data[min(at, len(data) - 1)] = draw(st.integers(0, 255))
-        elif op == "bom":
-            data[0:0] = b"\xef\xbb\xbf"
-        elif op == "long_line":
-            data[at:at] = draw(st.sampled_from([b"a", b"[a, ", b"{a: ", b"- ", b" "])) * draw(st.sampled_from([1000, 100_000]))
-        elif op == "dup_line":
-            lines = bytes(data).split(b"\n")
-            index = draw(st.integers(0, len(lines) - 1))
-            lines.insert(index, lines[index])
-            data = bytearray(b"\n".join(lines))
-        elif op == "empty":
-            data = bytearray(draw(st.sampled_from([b"", b"\n", b"   ", b"---", b"# only a comment\n", b"~", b"[]", b"{}", b"0", b"''"])))
-        elif op == "indent":
-            lines = bytes(data).split(b"\n")
-            index = draw(st.integers(0, len(lines) - 1))
-            lines[index] = b" " * draw(st.integers(1, 3)) + lines[index]
-            data = bytearray(b"\n".join(lines))
-    return bytes(data)
+def byte_mutants(seeds: list[bytes]):
+    """A seed document with one to three byte-level mutations (YAML pieces, line operations)."""
+    return fuzz_cases.byte_mutants(
+        seeds, pieces=INVALID_UTF8 + YAML_PIECES, long_pieces=[b"a", b"[a, ", b"{a: ", b"- ", b" "], max_delete=40, line_ops=True,
+        empties=[b"", b"\n", b"   ", b"---", b"# only a comment\n", b"~", b"[]", b"{}", b"0", b"''"],
+    )
 
 
 KEY_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=10)

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import fuzz_cases
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -67,27 +68,11 @@ PIECES = [
 ]
 
 
-@st.composite
-def byte_mutants(draw, data: bytes) -> bytes:
-    data = bytearray(data)
-    for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["truncate", "insert", "delete", "replace", "bom", "long_line", "empty"]))
-        at = draw(st.integers(0, len(data)))
-        if op == "truncate":
-            data = data[:at]
-        elif op == "insert":
-            data[at:at] = draw(st.sampled_from(INVALID_UTF8 + PIECES) | st.binary(min_size=1, max_size=8))
-        elif op == "delete":
-            del data[at : at + draw(st.integers(1, 20))]
-        elif op == "replace" and data:
-            data[min(at, len(data) - 1)] = draw(st.integers(0, 255))
-        elif op == "bom":
-            data[0:0] = b"\xef\xbb\xbf"
-        elif op == "long_line":
-            data[at:at] = draw(st.sampled_from([b"a", b"B-PER\t", b" "])) * draw(st.sampled_from([1000, 100_000]))
-        elif op == "empty":
-            data = bytearray(draw(st.sampled_from([b"", b"\n", b"\n\n\n", b"   ", b"{}", b"[]", b"null", b"0"])))
-    return bytes(data)
+def byte_mutants(data: bytes):
+    return fuzz_cases.byte_mutants(
+        [data], pieces=INVALID_UTF8 + PIECES, long_pieces=[b"a", b"B-PER\t", b" "], max_delete=20,
+        empties=[b"", b"\n", b"\n\n\n", b"   ", b"{}", b"[]", b"null", b"0"],
+    )
 
 
 JSON_VALUES = st.recursive(
