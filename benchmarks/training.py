@@ -5,6 +5,8 @@ one epoch, no evaluation, each side in a fresh process (so peak memory is its ow
 
 - `xstilts`: `train_model` with the shipped defaults (length-grouped batches, collation in a
   background thread); `xstilts-ungrouped`: the same with `group_by_length: false`;
+  `xstilts-compiled` (only when asked for with --sides): the defaults plus `compile: true`, a
+  cold compilation included in its time (it pays off only when the steps outlast it);
 - `hf-pad128`: HF Trainer with the XTREME baseline settings (every pair padded to 128 tokens);
 - `hf-grouped`: HF Trainer with dynamic padding and `train_sampling_strategy="group_by_length"`;
 - `bare-grouped`: a bare PyTorch loop (AdamW, linear schedule, clipping) over HF's length-grouped
@@ -14,6 +16,7 @@ one epoch, no evaluation, each side in a fresh process (so peak memory is its ow
     python benchmarks/training.py --repeats 3     # medians of 3 runs per side
     python benchmarks/training.py --data ../shared/data/real/xnli/de/test.txt  # real XNLI pairs
     python benchmarks/training.py --examples 512  # a quick look
+    python benchmarks/training.py --examples 16384 --sides xstilts xstilts-compiled  # does torch.compile pay off here?
 
 On a GPU every side runs in bf16 and the table adds tokens/s (non-padding tokens), model FLOPs
 utilisation (6 x parameters x tokens / time / the GPU's dense bf16 peak) and peak GPU memory.
@@ -35,6 +38,7 @@ import time
 import torch
 
 SIDES = ("xstilts", "xstilts-ungrouped", "hf-pad128", "hf-grouped", "bare-grouped")
+OPTIONAL_SIDES = ("xstilts-compiled",)
 # Dense bf16 peak TFLOP/s by GPU name, for model FLOPs utilisation.
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
 MAX_LENGTH = 128
@@ -83,7 +87,7 @@ def build(args):
     return tokenizer, config, pairs
 
 
-def run_xstilts(args, tokenizer, config, pairs, device, grouped: bool) -> int:
+def run_xstilts(args, tokenizer, config, pairs, device, grouped: bool, compiled: bool = False) -> tuple[int, float]:
     from transformers import XLMRobertaModel
 
     from xstilts.config.schema import MixtureConfig, Precision, TrainConfig
@@ -97,7 +101,8 @@ def run_xstilts(args, tokenizer, config, pairs, device, grouped: bool) -> int:
     features = fmt.featurize(pairs, tokenizer, spec, MAX_LENGTH)
     torch.manual_seed(0)
     model = MultiTaskModel(XLMRobertaModel(config, add_pooling_layer=False), {spec.head_name: fmt.build_head(config.hidden_size, spec, 0.1)})
-    cfg = TrainConfig(batch_size=args.batch_size, epochs=1, learning_rate=2e-5, eval_every_epoch=False, group_by_length=grouped)
+    cfg = TrainConfig(batch_size=args.batch_size, epochs=1, learning_rate=2e-5, eval_every_epoch=False, group_by_length=grouped,
+                      compile=compiled)
     precision = Precision.BF16 if device.type == "cuda" else Precision.FP32
     start = time.perf_counter()
     train_model(model, [TrainTask(spec, fmt, features)], cfg, tokenizer=tokenizer, device=device, precision=precision,
@@ -170,7 +175,12 @@ def run_side(args) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     tokenizer, config, pairs = build(args)
     side = args.side
-    if side.startswith("xstilts"):
+    if side == "xstilts-compiled":
+        # A cold compilation every time: inductor's on-disk cache would make repeats cheaper than the first.
+        with tempfile.TemporaryDirectory(prefix="xstilts-inductor-") as cache:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+            tokens, seconds = run_xstilts(args, tokenizer, config, pairs, device, grouped=True, compiled=True)
+    elif side.startswith("xstilts"):
         tokens, seconds = run_xstilts(args, tokenizer, config, pairs, device, grouped=side == "xstilts")
     elif side.startswith("hf"):
         tokens, seconds = run_hf_trainer(args, tokenizer, config, pairs, device, grouped=side == "hf-grouped")
@@ -200,7 +210,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES)
+    parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES + OPTIONAL_SIDES)
     parser.add_argument("--repeats", type=int, default=1, help="runs per side; the table shows each side's median")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even where a GPU is present")
     parser.add_argument("--side", help=argparse.SUPPRESS)
@@ -230,7 +240,7 @@ def main() -> None:
         print(line)
     if "xstilts" in results:
         ours = results["xstilts"]["examples_per_s"]
-        targets = {"hf-pad128": 3.5, "hf-grouped": 1.0, "bare-grouped": 0.95, "xstilts-ungrouped": None}
+        targets = {"hf-pad128": 3.5, "hf-grouped": 1.0, "bare-grouped": 0.95, "xstilts-ungrouped": None, "xstilts-compiled": None}
         for side, target in targets.items():
             if side in results:
                 ratio = ours / results[side]["examples_per_s"]
